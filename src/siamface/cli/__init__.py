@@ -1,0 +1,1 @@
+"""The ``siamface`` console script: thin shells over :mod:`siamface.service`."""
