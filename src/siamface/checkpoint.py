@@ -1,0 +1,229 @@
+"""Self-describing checkpoints: one safetensors file whose header metadata holds a JSON
+description (format version, backbone and its weights' hash, preprocessing, heads, calibrated
+threshold, gender classes, training config, metrics). Never a pickle.
+
+Only the tensors that differ from the pretrained backbone are stored: the heads and the backbone
+layer groups that training unlocked, so a checkpoint of trained heads is a few kilobytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from siamface._atomic import atomic_path
+from siamface.errors import CheckpointError
+from siamface.model import HeadConfig, SiameseMultiTask
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "CheckpointInfo",
+    "save_checkpoint",
+    "read_checkpoint_info",
+    "load_checkpoint",
+]
+
+FORMAT_NAME = "siamface-checkpoint"
+FORMAT_VERSION = 1
+META_KEY = "siamface"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """The metadata of a checkpoint, parsed and validated."""
+
+    backbone: str
+    backbone_sha256: str | None
+    stored_groups: list[str]
+    head: HeadConfig
+    threshold: float
+    threshold_source: str
+    gender_trained: bool
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "backbone": {
+                "name": self.backbone,
+                "weights_sha256": self.backbone_sha256,
+                "stored_groups": list(self.stored_groups),
+            },
+            "head": self.head.to_dict(),
+            "threshold": {"value": float(self.threshold), "source": self.threshold_source},
+            "gender": {"classes": list(self.head.gender_classes), "trained": self.gender_trained},
+            "preprocessing": self.preprocessing,
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+
+def _group_parameter_names(model: SiameseMultiTask, groups: list[str]) -> set[str]:
+    wanted = set(groups)
+    known = [name for name, _ in model.backbone.layer_groups()]
+    missing = wanted - set(known)
+    if missing:
+        raise CheckpointError(
+            f"backbone {model.backbone.config.name!r} has no layer groups {sorted(missing)}; "
+            f"its groups: {known}"
+        )
+    module_ids: set[int] = set()
+    for name, modules in model.backbone.layer_groups():
+        if name in wanted:
+            for module in modules:
+                module_ids.update(id(p) for p in module.parameters())
+                module_ids.update(id(b) for b in module.buffers())
+    names = set()
+    for name, tensor in list(model.backbone.named_parameters()) + list(
+        model.backbone.named_buffers()
+    ):
+        if id(tensor) in module_ids:
+            names.add(f"backbone.{name}")
+    return names
+
+
+def _stored_names(model: SiameseMultiTask, groups: list[str]) -> list[str]:
+    state = model.state_dict()
+    heads = [k for k in state if not k.startswith("backbone.")]
+    return sorted(heads) + sorted(_group_parameter_names(model, groups))
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: SiameseMultiTask,
+    *,
+    threshold: float,
+    threshold_source: str,
+    gender_trained: bool,
+    stored_groups: list[str] | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> CheckpointInfo:
+    """Write ``model`` atomically to ``path`` (a ``.safetensors`` file)."""
+    groups = list(stored_groups or [])
+    info = CheckpointInfo(
+        backbone=model.backbone.config.name,
+        backbone_sha256=model.backbone.config.sha256,
+        stored_groups=groups,
+        head=model.head_config,
+        threshold=float(threshold),
+        threshold_source=threshold_source,
+        gender_trained=bool(gender_trained),
+        preprocessing=dict(preprocessing or {}),
+        training=dict(training or {}),
+        metrics=dict(metrics or {}),
+    )
+    state = model.state_dict()
+    tensors = {k: state[k].detach().to("cpu").contiguous() for k in _stored_names(model, groups)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(info.to_json())})
+    return info
+
+
+def _parse_info(meta: dict[str, Any], source: str) -> CheckpointInfo:
+    if meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{source} is not a siamface checkpoint (format {meta.get('format')!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise CheckpointError(
+            f"{source} has checkpoint format version {version!r}; this siamface reads 1 to "
+            f"{FORMAT_VERSION}: upgrade siamface to load it"
+        )
+    try:
+        backbone = meta["backbone"]
+        return CheckpointInfo(
+            backbone=str(backbone["name"]),
+            backbone_sha256=backbone.get("weights_sha256"),
+            stored_groups=list(backbone.get("stored_groups", [])),
+            head=HeadConfig.from_dict(meta["head"]),
+            threshold=float(meta["threshold"]["value"]),
+            threshold_source=str(meta["threshold"]["source"]),
+            gender_trained=bool(meta["gender"]["trained"]),
+            preprocessing=dict(meta.get("preprocessing", {})),
+            training=dict(meta.get("training", {})),
+            metrics=dict(meta.get("metrics", {})),
+            format_version=version,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: malformed checkpoint metadata ({exc!r})") from exc
+
+
+def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
+    """Read and validate only the metadata of a checkpoint."""
+    source = str(path)
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {source} does not exist")
+    try:
+        with safe_open(source, framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{source} is not a readable safetensors file ({exc})") from exc
+    if raw is None:
+        raise CheckpointError(f"{source} is a safetensors file but not a siamface checkpoint")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{source}: checkpoint metadata is not valid JSON ({exc})") from exc
+    return _parse_info(meta, source)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, backbone: str | None = None, backbone_weights: str | None = None
+) -> tuple[SiameseMultiTask, CheckpointInfo]:
+    """Build the model a checkpoint describes and load its tensors.
+
+    ``backbone``: refuse a checkpoint made for another backbone. The model is returned only when
+    every stored tensor matched by name and shape, so nothing is ever half-loaded.
+    """
+    from siamface.backbones import create_backbone
+
+    info = read_checkpoint_info(path)
+    if backbone is not None and backbone != info.backbone:
+        raise CheckpointError(
+            f"{path} was trained for backbone {info.backbone!r}, not {backbone!r}"
+        )
+    net = create_backbone(info.backbone, pretrained=True, weights=backbone_weights)
+    expected_hash = net.config.sha256
+    if info.backbone_sha256 and expected_hash and info.backbone_sha256 != expected_hash:
+        raise CheckpointError(
+            f"{path} was trained on {info.backbone} weights with sha256 {info.backbone_sha256}, "
+            f"but the installed weights have sha256 {expected_hash}"
+        )
+    model = SiameseMultiTask(net, info.head)
+    expected = set(_stored_names(model, info.stored_groups))
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            stored = set(handle.keys())
+            if stored != expected:
+                raise CheckpointError(
+                    f"{path} does not match its own description: missing tensors "
+                    f"{sorted(expected - stored)[:5]}, unexpected {sorted(stored - expected)[:5]}"
+                )
+            tensors = {k: handle.get_tensor(k) for k in stored}
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: corrupt tensor data ({exc})") from exc
+    state = model.state_dict()
+    for key, value in tensors.items():
+        if tuple(value.shape) != tuple(state[key].shape):
+            raise CheckpointError(
+                f"{path}: tensor {key} has shape {tuple(value.shape)}, the model expects "
+                f"{tuple(state[key].shape)}"
+            )
+        if not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: tensor {key} holds NaN or infinite values")
+    model.load_state_dict(tensors, strict=False)
+    model.eval()
+    return model, info

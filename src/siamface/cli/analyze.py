@@ -1,0 +1,57 @@
+"""``siamface analyze IMG...``: gender (and where the face is) for each image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from siamface.cli._common import add_model_arguments, load_service, print_json
+
+NO_GENDER_HEAD = ("this model has no trained gender head, so no gender is reported; "
+                  "train one with `siamface train` or use the shipped default model")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="gender and face location for each image")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--all-faces", action="store_true", help="report every face, not one")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_model_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from siamface.errors import SiamfaceError
+    from siamface.io import load_image
+
+    service = None
+    results, failures = [], []
+    for image in args.images:
+        try:
+            load_image(image)
+        except SiamfaceError as exc:
+            failures.append({"source": image, "error": str(exc)})
+            continue
+        if service is None:
+            service = load_service(args)
+        for face in service.analyze(image, all_faces=args.all_faces):
+            results.append(face)
+    gender_ok = service.gender_available if service is not None else False
+    if args.json:
+        print_json({
+            "gender_head": "trained" if gender_ok else "untrained",
+            "faces": [f.to_dict() for f in results],
+            "errors": failures,
+        })
+    else:
+        if results and not gender_ok:
+            print(f"note: {NO_GENDER_HEAD}")
+        for face in results:
+            where = (f"face at {[round(v) for v in face.box]} score {face.score:.3f}"
+                     if face.detected else f"no face found, used {face.fallback}")
+            gender = (f"{face.gender.label} ({face.gender.probability:.1%})"
+                      if face.gender else "gender: n/a")
+            print(f"{face.source}: {gender}; {where}")
+        for failure in failures:
+            print(f"siamface analyze: error: {failure['error']}", file=sys.stderr)
+    return 2 if failures else 0

@@ -1,0 +1,57 @@
+"""``siamface verify A B``: are these two photos the same person?"""
+
+from __future__ import annotations
+
+import argparse
+
+from siamface.cli._common import add_model_arguments, load_service, print_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="are the faces in two images the same person?")
+    p.add_argument("a", help="first image")
+    p.add_argument("b", help="second image")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="distance threshold (default: the model's calibrated one)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--save-figure", metavar="FILE", default=None,
+                   help="write a picture of both crops and the verdict (PNG or JPEG)")
+    add_model_arguments(p)
+    p.set_defaults(run=run)
+
+
+def _describe(face) -> str:
+    parts = []
+    if face.gender is not None:
+        parts.append(f"{face.gender.label} ({face.gender.probability:.1%})")
+    if not face.detected:
+        parts.append(f"no face found, used {face.fallback}")
+    return ", ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from siamface.io import load_image
+
+    load_image(args.a)  # fail fast, with the file and the reason, before loading the model
+    load_image(args.b)
+    service = load_service(args)
+    result = service.verify(args.a, args.b, threshold=args.threshold)
+    if args.save_figure:
+        from PIL import Image
+
+        from siamface._atomic import atomic_path
+        from siamface.render import verification_figure
+
+        with atomic_path(args.save_figure) as tmp:
+            fmt = "JPEG" if args.save_figure.lower().endswith((".jpg", ".jpeg")) else "PNG"
+            Image.fromarray(verification_figure(result)).save(tmp, format=fmt)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    verdict = "MATCH" if result.is_match else "NO MATCH"
+    print(f"{verdict}  distance {result.distance:.4f}  threshold {result.threshold:.4f} "
+          f"({result.threshold_source})")
+    for name, face in (("A", result.a), ("B", result.b)):
+        extra = _describe(face)
+        print(f"  {name}: {face.source}" + (f"  {extra}" if extra else ""))
+    return 0

@@ -1,0 +1,280 @@
+"""The face pipeline: detect, select one face, crop it to a chip, fall back when none is found.
+
+``FacePipeline(crop=..., select=...)`` names its crop mode and selection rule; ``.params()``
+describes everything that changes the chips, so caches can key on it.
+
+Crop modes:
+    ``aligned``  similarity transform from the face's 5 landmarks to a template (default).
+    ``padded``   the face box grown by ``pad`` on each side, clipped, resized (no rotation).
+    ``center``   no detection at all: the centred square of ``center_fraction`` of the short
+                 side. Chips have ``detected=False`` and ``fallback=None`` (nothing failed).
+
+Whatever the mode, an image in which no face is found gets the centre crop with
+``detected=False`` and ``fallback="center-crop"``.
+
+Selection rules (which face :meth:`FacePipeline.crop` keeps when there are several):
+    ``largest``  the largest box.
+    ``central``  the box whose centre is closest to the image centre.
+    ``score``    area * exp(-d^2 / (2 sigma^2)), d the distance from the box centre to the image
+                 centre and sigma = ``SCORE_SIGMA`` times the image diagonal: the largest of the
+                 faces near the middle; a big face far off-centre loses to a central one.
+    ``all``      every face; only :meth:`FacePipeline.crop_all` accepts it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from siamface.align import (
+    DLIB_150_TEMPLATE,
+    FaceTemplate,
+    center_crop,
+    padded_crop,
+    similarity_transform,
+    warp_affine,
+)
+from siamface.errors import ConfigError, UnknownNameError
+
+__all__ = [
+    "FaceCrop",
+    "FacePipeline",
+    "CROP_MODES",
+    "SELECT_RULES",
+    "DEFAULT_SELECT",
+    "SCORE_SIGMA",
+    "rank_faces",
+]
+
+CROP_MODES = ("aligned", "padded", "center")
+SELECT_RULES = ("largest", "central", "score", "all")
+# Chosen by benchmarks/bench_select.py (LFW View 2, MTCNN + dlib-resnet); see its docstring.
+DEFAULT_SELECT = "central"
+SCORE_SIGMA = 0.15
+CENTER_FALLBACK = "center-crop"
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """One chip and how it was made.
+
+    ``box`` (x1, y1, x2, y2), ``landmarks`` (5, 2) and ``score`` are in the original image's
+    pixels and are ``None`` when no face was used. ``crop`` and ``select`` are the pipeline's
+    mode and rule; ``fallback`` names what was done instead when detection found nothing.
+    """
+
+    chip: np.ndarray
+    box: np.ndarray | None
+    landmarks: np.ndarray | None
+    score: float | None
+    detected: bool
+    crop: str
+    select: str
+    fallback: str | None = None
+
+
+def _box_geometry(boxes: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Areas and distances from box centres to the image centre (pixel-centre convention)."""
+    h, w = shape
+    widths = np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+    heights = np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2 - (w - 1) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 - (h - 1) / 2
+    return widths * heights, np.hypot(cx, cy)
+
+
+def _rank_largest(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return _box_geometry(boxes, shape)[0]
+
+
+def _rank_central(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return -_box_geometry(boxes, shape)[1]
+
+
+def _rank_score(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    area, dist = _box_geometry(boxes, shape)
+    sigma = SCORE_SIGMA * math.hypot(*shape)
+    return area * np.exp(-(dist**2) / (2 * sigma**2))
+
+
+_RANKERS: dict[str, Callable[[np.ndarray, tuple[int, int]], np.ndarray]] = {
+    "largest": _rank_largest,
+    "central": _rank_central,
+    "score": _rank_score,
+}
+
+
+def rank_faces(boxes: np.ndarray, image_shape: tuple[int, ...], rule: str) -> np.ndarray:
+    """Indices of ``boxes`` (K, 4) from the best face to the worst under ``rule``
+    (``all`` keeps detector order). Ties keep the detector's order."""
+    if rule not in SELECT_RULES:
+        raise UnknownNameError("selection rule", rule, SELECT_RULES)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if rule == "all" or len(boxes) == 0:
+        return np.arange(len(boxes))
+    keys = _RANKERS[rule](boxes, (int(image_shape[0]), int(image_shape[1])))
+    return np.argsort(-keys, kind="stable")
+
+
+class FacePipeline:
+    """Detect, select, crop. The detector (``siamface.detect.MTCNN()`` unless one is given) is
+    only built on first use, and never for ``crop="center"``."""
+
+    def __init__(
+        self,
+        crop: str = "aligned",
+        select: str = DEFAULT_SELECT,
+        chip_size: int = 150,
+        template: FaceTemplate = DLIB_150_TEMPLATE,
+        pad: float = 0.2,
+        center_fraction: float = 0.8,
+        detector: Any | None = None,
+    ):
+        if crop not in CROP_MODES:
+            raise UnknownNameError("crop mode", crop, CROP_MODES)
+        if select not in SELECT_RULES:
+            raise UnknownNameError("selection rule", select, SELECT_RULES)
+        if int(chip_size) <= 0:
+            raise ConfigError(f"chip_size must be a positive integer, got {chip_size!r}")
+        if not pad >= 0:
+            raise ConfigError(f"pad must be >= 0 (a fraction of the box size), got {pad!r}")
+        if not 0 < center_fraction <= 1:
+            raise ConfigError(f"center_fraction must be in (0, 1], got {center_fraction!r}")
+        self.crop_mode = crop
+        self.select = select
+        self.chip_size = int(chip_size)
+        self.template = template.scaled(self.chip_size)
+        self.pad = float(pad)
+        self.center_fraction = float(center_fraction)
+        self._detector = detector
+
+    @property
+    def detector(self) -> Any:
+        """The face detector, built on first use."""
+        if self._detector is None:
+            from siamface.detect import MTCNN
+
+            self._detector = MTCNN()
+        return self._detector
+
+    def params(self) -> dict[str, Any]:
+        """JSON-serialisable description of everything that changes the chips."""
+        out: dict[str, Any] = {
+            "crop": self.crop_mode,
+            "select": self.select,
+            "chip_size": self.chip_size,
+            "center_fraction": self.center_fraction,
+        }
+        if self.crop_mode == "aligned":
+            out["template"] = self.template.to_dict()
+        if self.crop_mode == "padded":
+            out["pad"] = self.pad
+        if self.crop_mode != "center":
+            out["detector"] = _describe_detector(self.detector)
+        return out
+
+    def crop(self, image: Any) -> FaceCrop:
+        """Chip of the face chosen by the selection rule in one image source."""
+        self._refuse_all()
+        img = _load(image)
+        if self.crop_mode == "center":
+            return self._center(img, fallback=None)
+        return self._select_one(img, self.detector.detect(img))
+
+    def crop_batch(self, images: Sequence[Any]) -> list[FaceCrop]:
+        """:meth:`crop` for many image sources, detecting them as one batch."""
+        self._refuse_all()
+        imgs = [_load(image) for image in images]
+        if self.crop_mode == "center":
+            return [self._center(img, fallback=None) for img in imgs]
+        detections = _detect_many(self.detector, imgs)
+        return [self._select_one(img, det) for img, det in zip(imgs, detections)]
+
+    def crop_all(self, image: Any) -> list[FaceCrop]:
+        """Chips of every face, best first under the selection rule (detector order for
+        ``all``); a single fallback chip when no face is found."""
+        img = _load(image)
+        if self.crop_mode == "center":
+            return [self._center(img, fallback=None)]
+        return self.crops_from_detections(img, self.detector.detect(img), select="all")
+
+    def crops_from_detections(
+        self, image: np.ndarray, detections: Any, select: str | None = None
+    ) -> list[FaceCrop]:
+        """Chips from detections already made on ``image`` (an (H, W, 3) uint8 array): the
+        selected face only, or every face ranked when ``select="all"``."""
+        rule = self.select if select is None else select
+        if rule not in SELECT_RULES:
+            raise UnknownNameError("selection rule", rule, SELECT_RULES)
+        boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return [self._center(image, fallback=CENTER_FALLBACK, select=rule)]
+        if rule == "all":
+            order = rank_faces(boxes, image.shape, self.select if self.select != "all" else "all")
+        else:
+            order = rank_faces(boxes, image.shape, rule)[:1]
+        landmarks = np.asarray(detections.landmarks, dtype=np.float64).reshape(-1, 5, 2)
+        scores = np.asarray(detections.scores, dtype=np.float64).reshape(-1)
+        return [self._face(image, boxes[i], landmarks[i], float(scores[i]), rule) for i in order]
+
+    def _select_one(self, img: np.ndarray, detections: Any) -> FaceCrop:
+        return self.crops_from_detections(img, detections)[0]
+
+    def _face(
+        self, img: np.ndarray, box: np.ndarray, landmarks: np.ndarray, score: float, rule: str
+    ) -> FaceCrop:
+        if self.crop_mode == "aligned":
+            matrix = similarity_transform(landmarks, self.template.as_array())
+            chip = warp_affine(img, matrix, self.chip_size)
+        else:
+            chip = padded_crop(img, box, self.chip_size, pad=self.pad)
+        return FaceCrop(
+            chip=chip, box=box.astype(np.float32), landmarks=landmarks.astype(np.float32),
+            score=score, detected=True, crop=self.crop_mode, select=rule, fallback=None,
+        )
+
+    def _center(self, img: np.ndarray, fallback: str | None, select: str | None = None) -> FaceCrop:
+        chip = center_crop(img, self.chip_size, fraction=self.center_fraction)
+        return FaceCrop(
+            chip=chip, box=None, landmarks=None, score=None, detected=False,
+            crop=self.crop_mode, select=self.select if select is None else select,
+            fallback=fallback,
+        )
+
+    def _refuse_all(self) -> None:
+        if self.select == "all":
+            raise ConfigError(
+                "select='all' gives every face, not one: call crop_all(image), or choose one of "
+                f"{', '.join(r for r in SELECT_RULES if r != 'all')} for crop()"
+            )
+
+
+def _load(image: Any) -> np.ndarray:
+    from siamface.io import load_image
+
+    return load_image(image)
+
+
+def _detect_many(detector: Any, images: list[np.ndarray]) -> list[Any]:
+    if not images:
+        return []
+    if hasattr(detector, "detect_batch"):
+        return list(detector.detect_batch(images))
+    return list(detector.detect(images))
+
+
+def _describe_detector(detector: Any) -> dict[str, Any]:
+    """Name and settings of a detector, JSON-serialisable."""
+    describe = getattr(detector, "params", None)
+    if callable(describe):
+        return {"name": type(detector).__name__, **dict(describe())}
+    settings = {}
+    for key in ("min_face_size", "factor", "thresholds", "max_side"):
+        if hasattr(detector, key):
+            value = getattr(detector, key)
+            settings[key] = list(value) if isinstance(value, tuple) else value
+    return {"name": type(detector).__name__, **settings}

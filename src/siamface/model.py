@@ -1,0 +1,96 @@
+"""The multi-task Siamese network: one shared backbone, a distance head for verification and a
+dropout + linear gender head on each embedding."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from siamface.errors import ConfigError
+
+__all__ = ["HeadConfig", "SiameseMultiTask"]
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Configuration of the two heads.
+
+    normalize: L2-normalise embeddings before the distance.
+    projection: a learnable linear map of the embedding, initialised to the identity, so the
+        verification head has something to learn while the backbone is frozen.
+    gender_dropout: dropout before the gender linear layer (the reference used 0.6).
+    gender_classes: class names; the gender logit's sigmoid is the probability of the second.
+    """
+
+    normalize: bool = False
+    projection: bool = False
+    gender_dropout: float = 0.6
+    gender_classes: tuple[str, str] = field(default=("male", "female"))
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gender_dropout < 1.0:
+            raise ConfigError(f"gender_dropout must be in [0, 1), got {self.gender_dropout}")
+        if len(self.gender_classes) != 2:
+            raise ConfigError(f"gender_classes needs two names, got {self.gender_classes!r}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "gender_classes": list(self.gender_classes)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HeadConfig:
+        known = {"normalize", "projection", "gender_dropout", "gender_classes"}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown head config keys {sorted(unknown)}; valid: {sorted(known)}")
+        values = dict(data)
+        if "gender_classes" in values:
+            values["gender_classes"] = tuple(values["gender_classes"])
+        return cls(**values)
+
+
+class SiameseMultiTask(nn.Module):
+    """Backbone features -> (embedding, gender logit) per image; a pair gives
+    (distance, gender_logit_a, gender_logit_b), as the reference model did."""
+
+    def __init__(self, backbone: nn.Module, head: HeadConfig | None = None):
+        super().__init__()
+        self.head_config = head or HeadConfig()
+        self.backbone = backbone
+        dim = int(backbone.embedding_dim)
+        self.embedding_dim = dim
+        if self.head_config.projection:
+            self.projection: nn.Module = nn.Linear(dim, dim, bias=False)
+            with torch.no_grad():
+                self.projection.weight.copy_(torch.eye(dim))
+        else:
+            self.projection = nn.Identity()
+        self.gender_head = nn.Sequential(
+            nn.Dropout(self.head_config.gender_dropout), nn.Linear(dim, 1)
+        )
+
+    def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply both heads to backbone features (used directly on cached features)."""
+        embedding = self.projection(features)
+        if self.head_config.normalize:
+            embedding = F.normalize(embedding, dim=1)
+        gender_logit = self.gender_head(features).squeeze(1)
+        return embedding, gender_logit
+
+    def forward_single(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward per image batch: (embedding (N, D), gender logit (N,))."""
+        return self.heads(self.backbone(x))
+
+    @staticmethod
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Euclidean distance per row, with a gradient that stays finite at zero."""
+        return torch.sqrt(((a - b) ** 2).sum(dim=1) + 1e-12)
+
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        emb, logits = self.forward_single(torch.cat([a, b], dim=0))
+        n = a.shape[0]
+        return self.distance(emb[:n], emb[n:]), logits[:n], logits[n:]

@@ -1,0 +1,288 @@
+"""The service layer: what the CLI and the web app call. Loads a model and a face pipeline
+once, then answers verify / analyze / embed for any image source."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from siamface.checkpoint import CheckpointInfo, load_checkpoint
+from siamface.errors import ConfigError
+from siamface.io import ImageSource, describe_source
+
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "GenderPrediction",
+    "FaceResult",
+    "VerifyResult",
+    "FaceService",
+    "default_model_path",
+    "load",
+]
+
+DEFAULT_BACKBONE = "dlib-resnet"
+DEFAULT_MODEL_FILE = "default-dlib-resnet.safetensors"
+
+
+@dataclass(frozen=True)
+class GenderPrediction:
+    label: str
+    probability: float  # of ``label``
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "probability": self.probability,
+                "probabilities": self.probabilities}
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face: where it was found, how it was cropped, its gender and embedding."""
+
+    source: str
+    detected: bool
+    crop: str
+    select: str
+    fallback: str | None
+    box: list[float] | None
+    landmarks: list[list[float]] | None
+    score: float | None
+    gender: GenderPrediction | None
+    embedding: np.ndarray = field(repr=False)
+    chip: np.ndarray = field(repr=False)
+
+    def to_dict(self, with_embedding: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "source": self.source,
+            "detected": self.detected,
+            "crop": self.crop,
+            "select": self.select,
+            "fallback": self.fallback,
+            "box": self.box,
+            "landmarks": self.landmarks,
+            "score": self.score,
+            "gender": self.gender.to_dict() if self.gender else None,
+        }
+        if with_embedding:
+            out["embedding"] = [float(v) for v in self.embedding]
+        return out
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    is_match: bool
+    distance: float
+    threshold: float
+    threshold_source: str
+    a: FaceResult
+    b: FaceResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "is_match": self.is_match,
+            "distance": self.distance,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+        }
+
+
+def default_model_path() -> Path | None:
+    """The trained default model shipped inside the package, if this build has one."""
+    path = Path(str(resources.files("siamface") / "assets" / DEFAULT_MODEL_FILE))
+    return path if path.is_file() else None
+
+
+def _untrained_default(backbone: str, weights: str | None):
+    from siamface.backbones import create_backbone
+    from siamface.model import SiameseMultiTask
+
+    net = create_backbone(backbone, pretrained=True, weights=weights)
+    model = SiameseMultiTask(net)
+    model.eval()
+    info = CheckpointInfo(
+        backbone=backbone,
+        backbone_sha256=net.config.sha256,
+        stored_groups=[],
+        head=model.head_config,
+        threshold=float(net.config.default_threshold),
+        threshold_source=f"{backbone} default",
+        gender_trained=False,
+    )
+    return model, info
+
+
+class FaceService:
+    """A loaded model plus its face pipeline. Thread-compatible for reads."""
+
+    def __init__(self, model, info: CheckpointInfo, pipeline, *, flip: bool = False,
+                 device: str | torch.device = "cpu", batch_size: int = 32):
+        self.model = model.to(device).eval()
+        self.info = info
+        self.pipeline = pipeline
+        self.flip = flip
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+
+    # construction -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, *, crop: str | None = None,
+             select: str | None = None, flip: bool = False, device: str = "cpu",
+             backbone: str | None = None, backbone_weights: str | None = None,
+             batch_size: int = 32) -> FaceService:
+        """Load a checkpoint (the shipped default when ``path`` is None)."""
+        from siamface.faces import FacePipeline
+
+        if path is None and backbone not in (None, DEFAULT_BACKBONE):
+            model, info = _untrained_default(backbone, backbone_weights)
+        else:
+            ckpt = path if path is not None else default_model_path()
+            if ckpt is None:
+                model, info = _untrained_default(DEFAULT_BACKBONE, backbone_weights)
+            else:
+                model, info = load_checkpoint(ckpt, backbone=backbone,
+                                              backbone_weights=backbone_weights)
+        config = model.backbone.config
+        pre = info.preprocessing
+        pipeline = FacePipeline(
+            crop=crop or pre.get("crop") or config.crop,
+            select=select or pre.get("select") or FacePipeline.DEFAULT_SELECT,
+            chip_size=config.input_size,
+        )
+        return cls(model, info, pipeline, flip=flip, device=device, batch_size=batch_size)
+
+    # properties ---------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self.info.threshold
+
+    @property
+    def gender_available(self) -> bool:
+        return self.info.gender_trained
+
+    @property
+    def gender_classes(self) -> tuple[str, str]:
+        return self.info.head.gender_classes
+
+    # core ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _run_chips(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and gender logits for uint8 chips (N, S, S, 3), in batches."""
+        embeddings, logits = [], []
+        backbone = self.model.backbone
+        for start in range(0, len(chips), self.batch_size):
+            batch = chips[start:start + self.batch_size]
+            x = backbone.preprocess(batch).to(self.device)
+            if self.flip:
+                n = x.shape[0]
+                emb, logit = self.model.forward_single(torch.cat([x, x.flip(3)]))
+                emb = (emb[:n] + emb[n:]) / 2
+                logit = (logit[:n] + logit[n:]) / 2
+            else:
+                emb, logit = self.model.forward_single(x)
+            embeddings.append(emb.float().cpu().numpy())
+            logits.append(logit.float().cpu().numpy())
+        dim = self.model.embedding_dim
+        if not embeddings:
+            return np.zeros((0, dim), np.float32), np.zeros((0,), np.float32)
+        return np.concatenate(embeddings), np.concatenate(logits)
+
+    def _gender(self, logit: float) -> GenderPrediction | None:
+        if not self.gender_available:
+            return None
+        first, second = self.gender_classes
+        p_second = float(1.0 / (1.0 + np.exp(-logit)))
+        probs = {first: 1.0 - p_second, second: p_second}
+        label = second if p_second >= 0.5 else first
+        return GenderPrediction(label=label, probability=probs[label], probabilities=probs)
+
+    def _results(self, sources: Sequence[ImageSource], crops) -> list[FaceResult]:
+        chips = np.stack([c.chip for c in crops]) if crops else np.zeros((0, 1, 1, 3), np.uint8)
+        embeddings, logits = self._run_chips(chips)
+        out = []
+        for source, crop, emb, logit in zip(sources, crops, embeddings, logits):
+            out.append(FaceResult(
+                source=describe_source(source),
+                detected=bool(crop.detected),
+                crop=crop.crop,
+                select=crop.select,
+                fallback=crop.fallback,
+                box=None if crop.box is None else [float(v) for v in crop.box],
+                landmarks=None if crop.landmarks is None else np.asarray(crop.landmarks).tolist(),
+                score=None if crop.score is None else float(crop.score),
+                gender=self._gender(float(logit)),
+                embedding=emb,
+                chip=crop.chip,
+            ))
+        return out
+
+    def faces(self, images: Sequence[ImageSource]) -> list[FaceResult]:
+        """One face per image (chosen by the pipeline's selection rule)."""
+        images = list(images)
+        return self._results(images, self.pipeline.crop_batch(images))
+
+    # public API ---------------------------------------------------------------------------
+    def analyze(self, image: ImageSource, *, all_faces: bool = False) -> list[FaceResult]:
+        """Gender and embedding of the selected face (or of every face with ``all_faces``)."""
+        if all_faces:
+            crops = self.pipeline.crop_all(image)
+            return self._results([image] * len(crops), crops)
+        return self.faces([image])
+
+    def embed(self, images: Iterable[ImageSource]) -> np.ndarray:
+        """Embeddings (N, D) of the selected face in each image."""
+        faces = self.faces(list(images))
+        if not faces:
+            return np.zeros((0, self.model.embedding_dim), np.float32)
+        return np.stack([f.embedding for f in faces])
+
+    def compare(self, a: FaceResult, b: FaceResult, threshold: float | None = None) -> VerifyResult:
+        t = self.threshold if threshold is None else float(threshold)
+        distance = float(np.linalg.norm(a.embedding - b.embedding))
+        return VerifyResult(
+            is_match=distance <= t,
+            distance=distance,
+            threshold=t,
+            threshold_source=self.info.threshold_source if threshold is None else "user",
+            a=a,
+            b=b,
+        )
+
+    def verify(self, a: ImageSource, b: ImageSource, *, threshold: float | None = None
+               ) -> VerifyResult:
+        """Are the faces in ``a`` and ``b`` the same person?"""
+        face_a, face_b = self.faces([a, b])
+        return self.compare(face_a, face_b, threshold)
+
+    def verify_many(self, pairs: Sequence[tuple[ImageSource, ImageSource]], *,
+                    threshold: float | None = None) -> list[VerifyResult]:
+        """Verify many pairs; each distinct source is embedded once."""
+        unique: dict[Any, int] = {}
+        order: list[ImageSource] = []
+        index = []
+        for a, b in pairs:
+            ids = []
+            for src in (a, b):
+                key = str(src) if isinstance(src, (str, Path)) else id(src)
+                if key not in unique:
+                    unique[key] = len(order)
+                    order.append(src)
+                ids.append(unique[key])
+            index.append(ids)
+        faces = self.faces(order)
+        return [self.compare(faces[i], faces[j], threshold) for i, j in index]
+
+
+def load(path: str | os.PathLike | None = None, **kwargs: Any) -> FaceService:
+    """Load a model: the shipped default when ``path`` is None. See :meth:`FaceService.load`."""
+    if kwargs.get("device") not in (None, "cpu") and not torch.cuda.is_available():
+        raise ConfigError(f"device {kwargs['device']!r} requested but CUDA is not available")
+    return FaceService.load(path, **kwargs)
