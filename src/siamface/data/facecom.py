@@ -106,8 +106,16 @@ def load_facecom_gender(root: str | os.PathLike[str], split: str = "train") -> F
     _check_split(split)
     base = _child(_child(Path(root), "Task_A"), split)
     records: list[FaceRecord] = []
+    folders = {}
     for gender in ("male", "female"):
-        for path in list_images(_child(base, gender)):
+        try:
+            folders[gender] = _child(base, gender)
+        except DatasetError:
+            continue  # one gender folder may be absent; both absent is an error below
+    if not folders:
+        _child(base, "male")  # raises, listing what is there
+    for gender, folder in folders.items():
+        for path in list_images(folder):
             records.append(
                 FaceRecord(path, facecom_person_id(path.name), gender, distortion_tag(path.name))
             )

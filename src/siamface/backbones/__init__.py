@@ -1,0 +1,64 @@
+"""Face embedding backbones: a registry of networks, each with one frozen pretrained config.
+
+>>> net = create_backbone("dlib-resnet")          # weights from face_recognition_models
+>>> emb = net.embed(chips)                         # uint8 RGB (N, 150, 150, 3) -> (N, 128)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from siamface.backbones import dlib_resnet as _dlib_resnet  # noqa: F401  (registers)
+from siamface.backbones import facenet as _facenet  # noqa: F401  (registers)
+from siamface.backbones.base import Backbone
+from siamface.backbones.config import PretrainedConfig, Preprocess
+from siamface.backbones.registry import (
+    DEFAULT_BACKBONE,
+    create_backbone,
+    get_pretrained_config,
+    list_backbones,
+    register_backbone,
+)
+from siamface.backbones.weights import (
+    expected_weights_path,
+    resolve_weights,
+    sha256_file,
+    weights_cache_dir,
+)
+from siamface.backbones.weights import fetch_weights as _fetch_config
+from siamface.errors import UnknownNameError
+
+__all__ = [
+    "Backbone",
+    "PretrainedConfig",
+    "Preprocess",
+    "DEFAULT_BACKBONE",
+    "register_backbone",
+    "create_backbone",
+    "list_backbones",
+    "get_pretrained_config",
+    "list_weights",
+    "fetch_weights",
+    "resolve_weights",
+    "expected_weights_path",
+    "weights_cache_dir",
+    "sha256_file",
+]
+
+
+def list_weights() -> dict[str, str]:
+    """Published weights names -> backbone name (``facenet-vggface2`` -> ``facenet``)."""
+    return {get_pretrained_config(b).weights_name: b for b in list_backbones()}
+
+
+def fetch_weights(name: str, cache_dir: str | os.PathLike | None = None, *,
+                  force: bool = False, progress=None) -> Path:
+    """Download the published weights ``name`` (a weights name such as ``facenet-vggface2``
+    or a backbone name) into the cache, verifying sha256; returns the file's path."""
+    table = list_weights()
+    backbone = table.get(name, name if name in list_backbones() else None)
+    if backbone is None:
+        raise UnknownNameError("weights", name, sorted(set(table) | set(list_backbones())))
+    return _fetch_config(get_pretrained_config(backbone), cache_dir, force=force,
+                         progress=progress)

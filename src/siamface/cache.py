@@ -1,0 +1,619 @@
+"""Crop cache: face chips keyed by the source file's content hash and the preprocessing params.
+
+Layout under the cache directory::
+
+    <params hash>/            one namespace per set of preprocessing parameters, so changed
+        params.json           parameters never serve stale crops
+        index.jsonl           append-only, one JSON record per line, fsync'ed per line
+        chips/ab/abcd....png  the chip of the image whose file bytes hash to abcd...
+        .lock                 held (flock) by the one process that writes
+
+A record is written only after its chip is in place (temp file in the same folder, fsync,
+``os.replace``), so a crash at any moment leaves at worst an orphan chip or a torn last index
+line; both are repaired when a writer next opens the cache. Images that cannot be decoded are
+recorded with their error, so a resumed ``prepare`` does not retry them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from siamface.errors import ConfigError, DatasetError, ImageDecodeError, SiamfaceError
+from siamface.io import IMAGE_EXTENSIONS, image_sha256, load_image
+
+try:  # POSIX; elsewhere the single-writer rule is not enforced
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "CACHE_FORMAT",
+    "CacheBusyError",
+    "CacheEntry",
+    "CropCache",
+    "CropLike",
+    "CropPipeline",
+    "PrepareReport",
+    "find_images",
+    "params_hash",
+    "prepare",
+]
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+"""Bumped when the on-disk layout changes; part of the namespace hash."""
+
+
+class CacheBusyError(SiamfaceError, RuntimeError):
+    """Another process is writing to the same cache namespace."""
+
+
+class CropLike(Protocol):
+    """What the cache stores of a ``siamface.faces.FaceCrop``."""
+
+    chip: np.ndarray
+    box: Any
+    landmarks: Any
+    score: float | None
+    detected: bool
+    crop: str
+    select: str
+    fallback: str | None
+
+
+class CropPipeline(Protocol):
+    """The part of ``siamface.faces.FacePipeline`` the cache uses."""
+
+    def crop(self, image: np.ndarray) -> CropLike: ...
+
+    def params(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One index record: the result of cropping one image content (no pixels)."""
+
+    key: str
+    path: str
+    chip: str | None = None
+    detected: bool = False
+    fallback: str | None = None
+    crop: str | None = None
+    select: str | None = None
+    box: tuple[float, ...] | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    score: float | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``"failed"``, ``"fallback"`` (no face detected or a fallback crop) or ``"detected"``."""
+        if self.error is not None:
+            return "failed"
+        if self.fallback is not None or not self.detected:
+            return "fallback"
+        return "detected"
+
+    def to_json(self) -> str:
+        record = {"v": CACHE_FORMAT, **asdict(self)}
+        return json.dumps(record, separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> CacheEntry:
+        box, landmarks = record.get("box"), record.get("landmarks")
+        return cls(
+            key=str(record["key"]),
+            path=str(record["path"]),
+            chip=record.get("chip"),
+            detected=bool(record.get("detected", False)),
+            fallback=record.get("fallback"),
+            crop=record.get("crop"),
+            select=record.get("select"),
+            box=None if box is None else tuple(float(v) for v in box),
+            landmarks=None if landmarks is None else tuple(
+                (float(x), float(y)) for x, y in landmarks
+            ),
+            score=None if record.get("score") is None else float(record["score"]),
+            error=record.get("error"),
+        )
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """Short stable hash of JSON-serialisable preprocessing parameters (and the format)."""
+    return hashlib.sha256(_canonical_params(params).encode()).hexdigest()[:16]
+
+
+def _canonical_params(params: dict[str, Any]) -> str:
+    try:
+        return json.dumps(
+            {"cache_format": CACHE_FORMAT, "params": params},
+            sort_keys=True, separators=(",", ":"), allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"preprocessing params must be JSON-serialisable (str, number, bool, None, list, "
+            f"dict) to key the crop cache; got {params!r}: {exc}"
+        ) from exc
+
+
+class CropCache:
+    """Crops on disk for one set of preprocessing ``params`` under ``directory``.
+
+    Reading needs no lock; the first write takes an exclusive lock on the namespace (released
+    by ``close``), so one process writes at a time and stale temp files can be swept safely.
+    """
+
+    def __init__(self, directory: str | os.PathLike, params: dict[str, Any]):
+        self.directory = Path(directory)
+        self.params = json.loads(_canonical_params(params))["params"]
+        self.params_hash = params_hash(params)
+        self.namespace = self.directory / self.params_hash
+        self.index_path = self.namespace / "index.jsonl"
+        self._entries: dict[str, CacheEntry] | None = None
+        self._lock_fd: int | None = None
+        self._index_fd: int | None = None
+
+    # -- reading --------------------------------------------------------------------------
+
+    def entries(self) -> list[CacheEntry]:
+        """All records, one per content key (the latest wins), in index order."""
+        return list(self._index().values())
+
+    def lookup(self, key: str) -> CacheEntry | None:
+        """The record for a content hash, or None."""
+        return self._index().get(key)
+
+    def get(self, source: str | os.PathLike | bytes) -> CacheEntry | None:
+        """The record for an image file (or its bytes), found by hashing its content."""
+        entry = self.lookup(image_sha256(source))
+        return entry if entry is not None and self.is_complete(entry) else None
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._index()
+
+    def __len__(self) -> int:
+        return len(self._index())
+
+    def is_complete(self, entry: CacheEntry) -> bool:
+        """True for error records and records whose chip file exists."""
+        return entry.chip is None or (self.namespace / entry.chip).is_file()
+
+    def chip_path(self, entry: CacheEntry) -> Path:
+        if entry.chip is None:
+            raise ImageDecodeError(entry.path, f"no chip cached: {entry.error}")
+        return self.namespace / entry.chip
+
+    def load_chip(self, entry: CacheEntry) -> np.ndarray:
+        """The chip of a record as (S, S, 3) uint8 RGB."""
+        return load_image(self.chip_path(entry))
+
+    def reload(self) -> None:
+        """Forget the in-memory index (re-read on next access), e.g. after another process
+        wrote to the cache."""
+        self._entries = None
+
+    def _index(self) -> dict[str, CacheEntry]:
+        if self._entries is None:
+            self._entries = dict(_read_index(self.index_path))
+        return self._entries
+
+    # -- writing --------------------------------------------------------------------------
+
+    def put(
+        self,
+        path: str | os.PathLike,
+        crop: CropLike | None = None,
+        *,
+        error: str | None = None,
+        key: str | None = None,
+    ) -> CacheEntry:
+        """Record the crop of the image at ``path`` (or the ``error`` that prevented it).
+
+        ``key`` is the content hash of the bytes that were cropped; it is computed from
+        ``path`` when omitted.
+        """
+        if (crop is None) == (error is None):
+            raise ValueError("pass exactly one of crop and error")
+        self._open_for_writing()
+        key = key or image_sha256(path)
+        source = os.path.abspath(os.fspath(path))
+        if crop is None:
+            entry = CacheEntry(key=key, path=source, error=str(error))
+        else:
+            chip_rel = f"chips/{key[:2]}/{key}.png"
+            _write_chip_atomically(self.namespace / chip_rel, _check_chip(crop.chip, source))
+            entry = _entry_from_crop(key, source, chip_rel, crop)
+        self._append(entry)
+        return entry
+
+    def close(self) -> None:
+        """Release the write lock and the index file."""
+        for attr in ("_index_fd", "_lock_fd"):
+            fd = getattr(self, attr)
+            if fd is not None:
+                os.close(fd)  # closing the lock file releases the flock
+                setattr(self, attr, None)
+
+    def __enter__(self) -> CropCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
+
+    def _open_for_writing(self) -> None:
+        if self._index_fd is not None:
+            return
+        (self.namespace / "chips").mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.namespace / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                self.close()
+                raise CacheBusyError(
+                    f"crop cache {self.namespace} is being written by another process; "
+                    "wait for it to finish (one writer at a time)"
+                ) from exc
+        _write_params(self.namespace / "params.json", self.params)
+        _sweep_temp_files(self.namespace)
+        _repair_torn_tail(self.index_path)
+        self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.reload()  # see what earlier writers finished
+
+    def _append(self, entry: CacheEntry) -> None:
+        assert self._index_fd is not None
+        line = (entry.to_json() + "\n").encode()
+        written = os.write(self._index_fd, line)  # one write: lines never interleave
+        if written != len(line):  # pragma: no cover - disk full or similar
+            raise OSError(f"short write to {self.index_path}")
+        os.fsync(self._index_fd)
+        self._index()[entry.key] = entry
+
+
+def _read_index(path: Path) -> Iterator[tuple[str, CacheEntry]]:
+    """Records of an index file, skipping a torn last line (and, with a warning, any other
+    unreadable line)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for number, raw in enumerate(lines, 1):
+        try:
+            entry = CacheEntry.from_record(json.loads(raw))
+        except (ValueError, KeyError, TypeError) as exc:
+            if number != len(lines) or data.endswith(b"\n"):
+                logger.warning("%s:%d: skipping unreadable record (%s)", path, number, exc)
+            continue
+        yield entry.key, entry
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """Cut an incomplete last line (a crash mid-append) so the next append starts clean."""
+    try:
+        with open(path, "rb+") as fh:
+            data = fh.read()
+            if data and not data.endswith(b"\n"):
+                keep = data.rfind(b"\n") + 1
+                logger.warning("%s: removing a torn last record (%d bytes)", path, len(data) - keep)
+                fh.truncate(keep)
+                os.fsync(fh.fileno())
+    except FileNotFoundError:
+        pass
+
+
+def _sweep_temp_files(namespace: Path) -> None:
+    for temp in namespace.glob("**/.*.tmp"):
+        logger.info("removing leftover temp file %s", temp)
+        temp.unlink(missing_ok=True)
+
+
+def _write_params(path: Path, params: dict[str, Any]) -> None:
+    if path.exists():
+        return
+    text = json.dumps({"cache_format": CACHE_FORMAT, "params": params}, indent=2, sort_keys=True)
+    _write_atomically(path, text.encode() + b"\n")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(temp, path)
+
+
+def _write_chip_atomically(path: Path, chip: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(chip, mode="RGB").save(buf, format="PNG", compress_level=1)
+    _write_atomically(path, buf.getvalue())
+
+
+def _check_chip(chip: Any, source: str) -> np.ndarray:
+    chip = np.asarray(chip)
+    if chip.dtype != np.uint8 or chip.ndim != 3 or chip.shape[2] != 3:
+        raise ValueError(
+            f"pipeline returned a chip of shape {chip.shape} dtype {chip.dtype} for {source}; "
+            "expected (S, S, 3) uint8"
+        )
+    return np.ascontiguousarray(chip)
+
+
+def _as_floats(value: Any, shape: tuple[int, ...]) -> Any:
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64).reshape(shape)
+    if array.ndim == 1:
+        return tuple(float(v) for v in array)
+    return tuple((float(x), float(y)) for x, y in array)
+
+
+def _entry_from_crop(key: str, source: str, chip_rel: str, crop: CropLike) -> CacheEntry:
+    score = getattr(crop, "score", None)
+    return CacheEntry(
+        key=key,
+        path=source,
+        chip=chip_rel,
+        detected=bool(crop.detected),
+        fallback=None if crop.fallback is None else str(crop.fallback),
+        crop=None if getattr(crop, "crop", None) is None else str(crop.crop),
+        select=None if getattr(crop, "select", None) is None else str(crop.select),
+        box=_as_floats(getattr(crop, "box", None), (4,)),
+        landmarks=_as_floats(getattr(crop, "landmarks", None), (5, 2)),
+        score=None if score is None else float(score),
+    )
+
+
+# --- prepare -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PrepareReport:
+    """What ``prepare`` did. ``total`` image files were found; ``cached`` of them were already
+    in the cache and ``processed`` were cropped in this run (files repeating another file's
+    content are cropped once). ``detected``, ``fallback`` and ``failed`` count every file;
+    ``failures`` lists (path, reason) for each failed one, in path order."""
+
+    namespace: Path
+    total: int = 0
+    cached: int = 0
+    processed: int = 0
+    detected: int = 0
+    fallback: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Result:
+    path: str
+    key: str | None
+    crop: CropLike | None = None
+    error: str | None = None
+    permanent: bool = True  # False: unexpected error, not recorded so a rerun retries
+
+
+def find_images(data_dir: str | os.PathLike) -> list[Path]:
+    """Image files under ``data_dir`` (recursive, by extension, sorted)."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DatasetError(
+            f"data folder {root} {'is not a folder' if root.exists() else 'does not exist'}; "
+            "pass the folder that holds the images"
+        )
+    return sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+
+
+def prepare(
+    data_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    pipeline_factory: Callable[[], CropPipeline],
+    workers: int = 1,
+    progress: bool = True,
+) -> PrepareReport:
+    """Crop every image under ``data_dir`` into the cache, skipping those already done.
+
+    ``pipeline_factory`` is a picklable zero-argument callable that builds the pipeline (a
+    class, a module-level function or a ``functools.partial``); each worker process builds its
+    own. ``workers <= 1`` runs in this process. Unreadable images are recorded with their
+    error and never stop the run.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    paths = find_images(data_dir)
+    if not paths:
+        raise DatasetError(
+            f"no images under {data_dir} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    pipeline = pipeline_factory()
+    with CropCache(cache_dir, pipeline.params()) as cache:
+        cache._open_for_writing()  # lock before any work, and see what earlier runs finished
+        keys, todo, unreadable, duplicates = _plan(paths, cache)
+        cached = len(keys)
+        keys.update(duplicates)
+        counts = {"detected": 0, "fallback": 0, "failed": 0}
+        bar = tqdm(total=len(todo), desc="prepare", unit="img", disable=not progress)
+        try:
+            for result in _run(todo, pipeline, pipeline_factory, workers):
+                entry = _record(cache, result)
+                if entry is None:
+                    unreadable[result.path] = result.error or "unknown error"
+                else:
+                    keys[result.path] = entry.key
+                counts["failed" if entry is None else entry.status] += 1
+                bar.update(1)
+                bar.set_postfix(counts, refresh=False)
+        finally:
+            bar.close()
+        report = _tally(paths, keys, unreadable, cache)
+        report.cached, report.processed = cached, len(todo)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _plan(
+    paths: Sequence[Path], cache: CropCache
+) -> tuple[dict[str, str], list[str], dict[str, str], dict[str, str]]:
+    """Hash every file; return path -> key for those already cached, the paths to crop (one
+    per new content, in sorted order) and the files that could not even be read. Files that
+    repeat the content of a file to crop are left for the tally."""
+    keys: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
+    todo: list[str] = []
+    scheduled: set[str] = set()
+    duplicates: dict[str, str] = {}
+    for path in map(str, paths):
+        try:
+            key = image_sha256(path)
+        except ImageDecodeError as exc:
+            unreadable[path] = exc.reason
+            continue
+        entry = cache.lookup(key)
+        if entry is not None and cache.is_complete(entry):
+            keys[path] = key
+        elif key in scheduled:
+            duplicates[path] = key
+        else:
+            scheduled.add(key)
+            todo.append(path)
+    return keys, todo, unreadable, duplicates
+
+
+def _tally(
+    paths: Sequence[Path],
+    keys: dict[str, str],
+    unreadable: dict[str, str],
+    cache: CropCache,
+) -> PrepareReport:
+    report = PrepareReport(namespace=cache.namespace, total=len(paths))
+    for path in map(str, paths):
+        entry = cache.lookup(keys[path]) if path in keys else None
+        if entry is None:
+            reason = unreadable.get(path, "same content as a file that could not be cropped")
+            report.failed += 1
+            report.failures.append((path, reason))
+            continue
+        status = entry.status
+        setattr(report, status, getattr(report, status) + 1)
+        if status == "failed":
+            report.failures.append((path, entry.error or "unknown error"))
+    return report
+
+
+def _record(cache: CropCache, result: _Result) -> CacheEntry | None:
+    if result.key is None or not result.permanent:
+        logger.error("%s: %s", result.path, result.error)
+        return None
+    if result.crop is None:
+        return cache.put(result.path, error=result.error, key=result.key)
+    return cache.put(result.path, result.crop, key=result.key)
+
+
+def _run(
+    todo: Sequence[str],
+    pipeline: CropPipeline,
+    factory: Callable[[], CropPipeline],
+    workers: int,
+) -> Iterable[_Result]:
+    if workers <= 1 or len(todo) <= 1:
+        for path in todo:
+            yield _crop_one(pipeline, path)
+        return
+    context = multiprocessing.get_context("spawn")  # torch and fork do not mix
+    processes = min(workers, len(todo))
+    with context.Pool(processes, initializer=_init_worker, initargs=(factory, processes)) as pool:
+        yield from pool.imap_unordered(_work, todo, chunksize=1)
+
+
+_worker_pipeline: CropPipeline | None = None
+
+
+def _init_worker(factory: Callable[[], CropPipeline], processes: int) -> None:
+    global _worker_pipeline
+    _worker_pipeline = factory()
+    torch = sys.modules.get("torch")
+    if torch is not None:  # share the cores instead of each worker taking all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
+
+
+def _work(path: str) -> _Result:
+    assert _worker_pipeline is not None, "worker not initialised"
+    return _crop_one(_worker_pipeline, path)
+
+
+def _crop_one(pipeline: CropPipeline, path: str) -> _Result:
+    """Read, hash, decode and crop one file; errors become results, never exceptions."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return _Result(path, None, error=f"cannot read file: {exc.strerror or exc}")
+    key = hashlib.sha256(data).hexdigest()
+    try:
+        image = load_image(data) if data else load_image(path)
+        crop = pipeline.crop(image)
+    except SiamfaceError as exc:
+        reason = exc.reason if isinstance(exc, ImageDecodeError) else str(exc)
+        return _Result(path, key, error=reason)
+    except Exception as exc:  # noqa: BLE001 - a bug on one image must not stop the run
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        logger.debug("%s", traceback.format_exc())
+        return _Result(path, key, error=f"unexpected error: {detail}", permanent=False)
+    return _Result(path, key, crop=_portable_crop(crop))
+
+
+@dataclass(frozen=True)
+class _PlainCrop:
+    """A picklable copy of the fields of a crop (the pipeline's own type may not pickle)."""
+
+    chip: np.ndarray
+    box: Any
+    landmarks: Any
+    score: float | None
+    detected: bool
+    crop: str
+    select: str
+    fallback: str | None
+
+
+def _portable_crop(crop: CropLike) -> _PlainCrop:
+    return _PlainCrop(
+        chip=np.asarray(crop.chip),
+        box=None if crop.box is None else np.asarray(crop.box),
+        landmarks=None if crop.landmarks is None else np.asarray(crop.landmarks),
+        score=crop.score,
+        detected=crop.detected,
+        crop=crop.crop,
+        select=crop.select,
+        fallback=crop.fallback,
+    )

@@ -1,0 +1,217 @@
+"""``siamface distort SRC DST``: write a distorted copy of an image folder for robustness
+evaluation.
+
+Layouts of DST:
+
+* ``mirror`` (default): ``DST/<kind>/<path under SRC>``, one full copy of SRC per kind.
+* ``facecom``: the FACECOM Task_B shape: each original is copied to ``DST/<path under SRC>``
+  and its distortions are written beside it as ``<folder>/distortion/<stem>_<kind>.jpg``.
+  Images already inside a ``distortion`` folder of SRC are not used as sources.
+
+Each output is seeded from ``--seed``, the kind and the image's path under SRC, so a rerun
+(or a resumed run) writes the same bytes. Files are written to a temporary name and renamed;
+existing outputs are skipped unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from siamface.errors import DatasetError
+
+__all__ = ["LAYOUTS", "DistortSummary", "distort_tree", "add_parser", "run"]
+
+log = logging.getLogger(__name__)
+LAYOUTS = ("mirror", "facecom")
+_IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class DistortSummary:
+    """What ``distort_tree`` did: files written, skipped (already there) and failed."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def _source_images(src: Path, layout: str) -> list[Path]:
+    """Images under ``src`` (relative paths, sorted); hidden entries and, for the facecom
+    layout, ``distortion`` folders are left out."""
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and not (layout == "facecom" and d == "distortion"))
+        for name in sorted(files):
+            if not name.startswith(".") and Path(name).suffix.lower() in _IMAGE_EXTENSIONS:
+                found.append(Path(folder, name).relative_to(src))
+    return found
+
+
+def _seed_for(seed: int, kind: str, rel: Path) -> int:
+    return zlib.crc32(f"{seed}:{kind}:{rel.as_posix()}".encode())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _read_rgb(path: Path) -> np.ndarray | None:
+    data = np.fromfile(path, dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _encode(rgb: np.ndarray, suffix: str, quality: int) -> bytes:
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise DatasetError(f"cannot encode an image as {suffix}")
+    return buf.tobytes()
+
+
+def _targets(rel: Path, kinds: list[str], layout: str, dst: Path) -> list[tuple[str, Path]]:
+    if layout == "mirror":
+        return [(kind, dst / kind / rel) for kind in kinds]
+    folder = dst / rel.parent / "distortion"
+    return [(kind, folder / f"{rel.stem}_{kind}.jpg") for kind in kinds]
+
+
+def distort_tree(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    kinds: list[str],
+    *,
+    seed: int = 0,
+    layout: str = "mirror",
+    quality: int = 95,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> DistortSummary:
+    """Write distorted copies of every image under ``src`` into ``dst`` (see the module
+    docstring for the layouts). Unreadable images are logged and listed in ``failed``."""
+    from siamface.augment import DISTORTIONS, distort  # albumentations only when used
+    from siamface.errors import UnknownNameError
+
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if layout not in LAYOUTS:
+        raise UnknownNameError("distort layout", layout, LAYOUTS)
+    for kind in kinds:
+        if kind not in DISTORTIONS:
+            raise UnknownNameError("distortion", kind, DISTORTIONS)
+    if not src.is_dir():
+        raise DatasetError(f"source folder {src} not found")
+    if dst == src or src in dst.parents:
+        raise DatasetError(f"destination {dst} must not be the source folder or inside it")
+    images = _source_images(src, layout)
+    if not images:
+        raise DatasetError(f"{src} has no images (*.jpg, *.jpeg, *.png, *.bmp, *.webp)")
+    summary = DistortSummary()
+    for rel in tqdm(images, desc="distort", unit="img", disable=not progress):
+        jobs = _targets(rel, kinds, layout, dst)
+        if layout == "facecom":
+            copy_to = dst / rel
+            if copy_to.exists() and not overwrite:
+                summary.skipped += 1
+            else:
+                _atomic_copy(src / rel, copy_to)
+                summary.written += 1
+        todo = [(k, out) for k, out in jobs if overwrite or not out.exists()]
+        summary.skipped += len(jobs) - len(todo)
+        if not todo:
+            continue
+        rgb = _read_rgb(src / rel)
+        if rgb is None:
+            log.warning("cannot read %s; skipped", src / rel)
+            summary.failed.append(str(src / rel))
+            continue
+        for kind, out in todo:
+            image = distort(rgb, kind, seed=_seed_for(seed, kind, rel))
+            _atomic_write(out, _encode(image, out.suffix.lower(), quality))
+            summary.written += 1
+    return summary
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``distort`` on the ``siamface`` command line."""
+    from siamface.data.facecom import DISTORTION_TAGS
+
+    kinds = list(DISTORTION_TAGS)
+    parser = subparsers.add_parser(
+        "distort",
+        help="write a distorted copy of an image folder (robustness evaluation)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("src", type=Path, metavar="SRC", help="folder of images to distort")
+    parser.add_argument("dst", type=Path, metavar="DST", help="output folder")
+    parser.add_argument("--kinds", nargs="+", choices=kinds, default=kinds, metavar="KIND",
+                        help=f"distortions to write (default: all): {', '.join(kinds)}")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="mirror",
+                        help="mirror: DST/<kind>/<path>; facecom: originals plus "
+                             "<person>/distortion/<stem>_<kind>.jpg (default: mirror)")
+    parser.add_argument("--quality", type=_jpeg_quality, default=95,
+                        help="JPEG quality 1-100 (default: 95)")
+    parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
+                        help="rewrite outputs that already exist (default: skip them)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="show a progress bar (default: on)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _jpeg_quality(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer 1-100, got {text!r}") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected an integer 1-100, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``siamface distort``; 0 when every image was processed, 1 if some failed."""
+    summary = distort_tree(
+        args.src, args.dst, list(dict.fromkeys(args.kinds)), seed=args.seed,
+        layout=args.layout, quality=args.quality, overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    print(f"wrote {summary.written}, skipped {summary.skipped} existing, "
+          f"failed {len(summary.failed)} -> {args.dst}")
+    if summary.failed:
+        print(f"unreadable: {', '.join(summary.failed[:5])}"
+              f"{' ...' if len(summary.failed) > 5 else ''}", file=sys.stderr)
+        return 1
+    return 0

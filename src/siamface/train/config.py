@@ -1,0 +1,360 @@
+"""Training configuration: one frozen dataclass per area, loaded from YAML, overridden by
+``section.key=value`` strings; unknown keys fail with a "did you mean" hint.
+
+Stages are data: ``stage1`` (heads only), ``stage2`` (top groups unlocked) and an optional
+``stage3`` (deeper), each naming how many top layer groups it unlocks, its optimizer, learning
+rate, schedule, epochs and patience.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from siamface.errors import ConfigError
+from siamface.model import HeadConfig
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "LossConfig",
+    "StageConfig",
+    "RunConfig",
+    "TrainConfig",
+    "STAGE_KEYS",
+    "load_config",
+    "apply_overrides",
+    "config_to_dict",
+    "config_from_dict",
+]
+
+STAGE_KEYS = ("stage1", "stage2", "stage3")
+LAYOUTS = ("facecom", "lfw", "folders", "csv", "flat")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+VERIFICATION_LOSSES = ("contrastive", "triplet")
+GENDER_LOSSES = ("bce", "focal")
+
+
+def _choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        hint = difflib.get_close_matches(str(value), valid, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"unknown {kind} {value!r}{extra}; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they become cached inputs.
+
+    layout: ``facecom`` (Task_B/{train,val}, genders from Task_A), ``lfw`` (``root`` holds
+        images/ and the gender lists), ``folders`` (one folder per person), ``csv`` (a manifest
+        path,person_id[,gender]) or ``flat`` (one folder, person from the file name).
+    val_fraction: person-wise validation share where the layout has no validation split.
+    views: cached views per image: ``orig``, ``flip``, plus ``augment_views`` random
+        albumentations views (training only; validation always uses ``orig``).
+    exclude_persons_file: persons (one per line) never used, e.g. a benchmark fold's people.
+    """
+
+    layout: str = "facecom"
+    root: str = ""
+    val_root: str | None = None
+    genders_csv: str | None = None
+    val_fraction: float = 0.2
+    include_distorted: bool = True
+    max_images: int | None = None
+    crop: str = "aligned"
+    select: str = "central"
+    views: tuple[str, ...] = ("orig", "flip")
+    augment_views: int = 0
+    cache_dir: str | None = None
+    exclude_persons_file: str | None = None
+
+    def __post_init__(self) -> None:
+        _choice("data layout", self.layout, LAYOUTS)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        for view in self.views:
+            _choice("view", view, ("orig", "flip"))
+        if "orig" not in self.views:
+            raise ConfigError("data.views must include 'orig' (validation uses it)")
+        if self.augment_views < 0:
+            raise ConfigError(f"data.augment_views must be >= 0, got {self.augment_views}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone name and head configuration (see :class:`siamface.model.HeadConfig`)."""
+
+    backbone: str = "dlib-resnet"
+    backbone_weights: str | None = None
+    normalize: bool = False
+    projection: bool = True
+    gender_dropout: float = 0.6
+
+    def head_config(self) -> HeadConfig:
+        return HeadConfig(normalize=self.normalize, projection=self.projection,
+                          gender_dropout=self.gender_dropout)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Verification loss (``contrastive`` on pair distance, or batch-hard ``triplet``), gender
+    loss (class-weighted ``bce`` or ``focal``; unknown genders masked out) and task weights."""
+
+    verification: str = "contrastive"
+    margin: float = 1.0
+    triplet_margin: float = 0.2
+    gender: str = "bce"
+    gender_weights: str = "balanced"
+    focal_gamma: float = 2.0
+    verification_weight: float = 0.5
+    gender_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        _choice("verification loss", self.verification, VERIFICATION_LOSSES)
+        _choice("gender loss", self.gender, GENDER_LOSSES)
+        _choice("gender weighting", self.gender_weights, ("balanced", "none"))
+        if self.margin <= 0 or self.triplet_margin < 0:
+            raise ConfigError("loss margins must be positive")
+        if self.verification_weight < 0 or self.gender_weight < 0:
+            raise ConfigError("loss weights must be >= 0")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: the top ``unlocked_groups`` backbone layer groups train with the
+    heads (0 = heads only). ``schedule`` ``cosine`` decays from ``lr`` to
+    ``lr * min_lr_fraction`` over ``epochs``. Early stopping after ``patience`` epochs without
+    a lower validation loss; the best weights are restored at the end of the stage."""
+
+    enabled: bool = True
+    unlocked_groups: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    min_lr_fraction: float = 0.1
+    epochs: int = 15
+    patience: int = 3
+    train_heads: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        if self.unlocked_groups < 0:
+            raise ConfigError(f"unlocked_groups must be >= 0, got {self.unlocked_groups}")
+        if self.lr <= 0 or self.epochs < 0 or self.patience < 1:
+            raise ConfigError(
+                f"stage needs lr > 0, epochs >= 0 and patience >= 1; got lr={self.lr}, "
+                f"epochs={self.epochs}, patience={self.patience}"
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Run-level settings: output folder, seed, batch and epoch sizes, threads.
+
+    pairs_per_epoch: training pairs per epoch (None: as many as training images, at least
+        ``batch_size``); half matched, half mismatched.
+    val_pairs: validation pairs (half matched) for the loss, early stopping and threshold.
+    max_steps_per_epoch: cap on optimizer steps per epoch (quick tests).
+    """
+
+    out_dir: str = "runs/train"
+    seed: int = 0
+    batch_size: int = 64
+    pairs_per_epoch: int | None = None
+    val_pairs: int = 2000
+    max_steps_per_epoch: int | None = None
+    num_threads: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+    feature_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2 or self.val_pairs < 2:
+            raise ConfigError("run.batch_size and run.val_pairs must be >= 2")
+
+
+def _default_stage1() -> StageConfig:
+    return StageConfig(unlocked_groups=0, optimizer="adam", lr=1e-3, epochs=15, patience=3)
+
+
+def _default_stage2() -> StageConfig:
+    return StageConfig(unlocked_groups=2, optimizer="adamw", lr=2e-6, weight_decay=1e-5,
+                       schedule="cosine", min_lr_fraction=0.1, epochs=20, patience=5)
+
+
+def _default_stage3() -> StageConfig:
+    return StageConfig(enabled=False, unlocked_groups=3, optimizer="adamw", lr=5e-7,
+                       weight_decay=1e-5, schedule="cosine", min_lr_fraction=0.1, epochs=10,
+                       patience=3)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole resolved configuration of a training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    stage1: StageConfig = field(default_factory=_default_stage1)
+    stage2: StageConfig = field(default_factory=_default_stage2)
+    stage3: StageConfig = field(default_factory=_default_stage3)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def stages(self) -> list[tuple[str, StageConfig]]:
+        """The enabled stages in order."""
+        return [(k, getattr(self, k)) for k in STAGE_KEYS if getattr(self, k).enabled]
+
+    def __post_init__(self) -> None:
+        previous = -1
+        for key, stage in self.stages():
+            if stage.unlocked_groups < previous:
+                raise ConfigError(
+                    f"{key}.unlocked_groups={stage.unlocked_groups} is below the previous "
+                    f"stage's {previous}; stages may only unlock more groups"
+                )
+            previous = stage.unlocked_groups
+
+
+# --- dict conversion --------------------------------------------------------------------------
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A plain JSON/YAML-ready dict (tuples become lists)."""
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(config)
+
+
+def _unknown_key(where: str, key: str, valid: list[str]) -> ConfigError:
+    hint = difflib.get_close_matches(key, valid, n=1)
+    extra = f"; did you mean '{where}{hint[0]}'?" if hint else ""
+    return ConfigError(
+        f"unknown config key '{where}{key}'{extra} (valid keys here: {', '.join(valid)})"
+    )
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Check/convert a YAML value to a field's annotated type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        last: Exception | None = None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, name)
+            except ConfigError as exc:
+                last = exc
+        raise last or ConfigError(f"{name}: bad value {value!r}")
+    if origin is tuple:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_coerce(v, args[0], name) for v in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str, base: Any = None) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {where.rstrip('.') or 'top level'} must be a mapping, "
+                          f"got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise _unknown_key(where, str(key), list(fields))
+        annotation = hints[key]
+        if dataclasses.is_dataclass(annotation):
+            current = getattr(base, key) if base is not None else None
+            values[key] = _build(annotation, value or {}, f"{where}{key}.", current)
+        else:
+            values[key] = _coerce(value, annotation, f"{where}{key}")
+    if base is not None:
+        return dataclasses.replace(base, **values)
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a nested dict layered over ``base`` (the defaults)."""
+    return _build(TrainConfig, data or {}, "", base or TrainConfig())
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``section.key=value`` strings (values parsed as YAML scalars/lists)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value "
+                              f"(e.g. stage2.lr=1e-6)")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        nested: dict[str, Any] = {}
+        cursor = nested
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = _parse_value(raw)
+        config = config_from_dict(nested, config)
+    return config
+
+
+def load_config(path: str | os.PathLike | None = None,
+                overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``."""
+    config = TrainConfig()
+    if path is not None:
+        import yaml
+
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} not found")
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+        config = config_from_dict(data, config)
+    return apply_overrides(config, list(overrides or []))
