@@ -148,7 +148,7 @@ def test_truncated_file_is_a_checkpoint_error(dat_path, tmp_path):
 def test_corrupt_and_foreign_bytes(dat_path):
     data = bytearray(dat_path.read_bytes())
     with pytest.raises(CheckpointError, match="loss_metric_2"):
-        parse_dlib_dat_bytes(bytes([1, 4]) + b"nope" + bytes(data[16:]))
+        parse_dlib_dat_bytes(bytes([1, 1, 1, 4]) + b"nope" + bytes(data[16:]))
     corrupt = bytearray(data)
     corrupt[-5] = 0x7F  # inside the last trailer: an impossible control byte
     with pytest.raises(CheckpointError):

@@ -16,6 +16,7 @@ recorded with their error, so a resumed ``prepare`` does not retry them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from siamface._atomic import atomic_write_bytes
 from siamface.errors import ConfigError, DatasetError, ImageDecodeError, SiamfaceError
 from siamface.io import IMAGE_EXTENSIONS, image_sha256, load_image
 
@@ -103,12 +105,13 @@ class CacheEntry:
 
     @property
     def status(self) -> str:
-        """``"failed"``, ``"fallback"`` (no face detected or a fallback crop) or ``"detected"``."""
+        """``"failed"`` (no chip: ``error`` says why), ``"fallback"`` (no face found, a
+        fallback chip), ``"detected"``, or ``"plain"`` (no detection run, e.g. a centre crop)."""
         if self.error is not None:
             return "failed"
-        if self.fallback is not None or not self.detected:
+        if self.fallback is not None:
             return "fallback"
-        return "detected"
+        return "detected" if self.detected else "plain"
 
     def to_json(self) -> str:
         record = {"v": CACHE_FORMAT, **asdict(self)}
@@ -257,10 +260,8 @@ class CropCache:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # never raise from a finaliser
             self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
 
     def _open_for_writing(self) -> None:
         if self._index_fd is not None:
@@ -336,23 +337,13 @@ def _write_params(path: Path, params: dict[str, Any]) -> None:
     if path.exists():
         return
     text = json.dumps({"cache_format": CACHE_FORMAT, "params": params}, indent=2, sort_keys=True)
-    _write_atomically(path, text.encode() + b"\n")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(temp, path)
+    atomic_write_bytes(path, text.encode() + b"\n")
 
 
 def _write_chip_atomically(path: Path, chip: np.ndarray) -> None:
     buf = io.BytesIO()
     Image.fromarray(chip, mode="RGB").save(buf, format="PNG", compress_level=1)
-    _write_atomically(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())  # temp file beside it, fsync, os.replace
 
 
 def _check_chip(chip: Any, source: str) -> np.ndarray:
@@ -397,7 +388,8 @@ def _entry_from_crop(key: str, source: str, chip_rel: str, crop: CropLike) -> Ca
 class PrepareReport:
     """What ``prepare`` did. ``total`` image files were found; ``cached`` of them were already
     in the cache and ``processed`` were cropped in this run (files repeating another file's
-    content are cropped once). ``detected``, ``fallback`` and ``failed`` count every file;
+    content are cropped once). ``detected``, ``fallback``, ``plain`` (no detection run) and
+    ``failed`` count every file (see ``CacheEntry.status``);
     ``failures`` lists (path, reason) for each failed one, in path order."""
 
     namespace: Path
@@ -406,6 +398,7 @@ class PrepareReport:
     processed: int = 0
     detected: int = 0
     fallback: int = 0
+    plain: int = 0
     failed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -470,7 +463,8 @@ def prepare(
                     unreadable[result.path] = result.error or "unknown error"
                 else:
                     keys[result.path] = entry.key
-                counts["failed" if entry is None else entry.status] += 1
+                status = "failed" if entry is None else entry.status
+                counts[status] = counts.get(status, 0) + 1
                 bar.update(1)
                 bar.set_postfix(counts, refresh=False)
         finally:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siamface.data import LAYOUTS
 from siamface.errors import ConfigError
 from siamface.model import HeadConfig
 
@@ -35,7 +36,6 @@ __all__ = [
 ]
 
 STAGE_KEYS = ("stage1", "stage2", "stage3")
-LAYOUTS = ("facecom", "lfw", "folders", "csv", "flat")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 VERIFICATION_LOSSES = ("contrastive", "triplet")
@@ -53,16 +53,15 @@ def _choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
 class DataConfig:
     """Where the images come from and how they become cached inputs.
 
-    layout: ``facecom`` (Task_B/{train,val}, genders from Task_A), ``lfw`` (``root`` holds
-        images/ and the gender lists), ``folders`` (one folder per person), ``csv`` (a manifest
-        path,person_id[,gender]) or ``flat`` (one folder, person from the file name).
+    layout: one of :data:`siamface.data.LAYOUTS` (``auto`` guesses). FACECOM trains on
+        Task_B/train and validates on Task_B/val; other layouts are split by person.
     val_fraction: person-wise validation share where the layout has no validation split.
     views: cached views per image: ``orig``, ``flip``, plus ``augment_views`` random
         albumentations views (training only; validation always uses ``orig``).
     exclude_persons_file: persons (one per line) never used, e.g. a benchmark fold's people.
     """
 
-    layout: str = "facecom"
+    layout: str = "auto"
     root: str = ""
     val_root: str | None = None
     genders_csv: str | None = None

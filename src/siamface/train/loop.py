@@ -1,0 +1,164 @@
+"""One stage's epochs on cached inputs: pair batches, the multi-task loss, validation,
+early stopping with the best weights restored. Every epoch's randomness (pairs, views,
+dropout) derives from ``(seed, stage, epoch)``, so a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from siamface.data import TrainingPairs
+from siamface.metrics import gender_report, verification_accuracy, youden_threshold
+from siamface.train.distributed import DistInfo, all_reduce_mean
+from siamface.train.features import TopModel
+from siamface.train.objective import MultiTaskLoss
+
+__all__ = ["StageInputs", "Evaluation", "epoch_seed", "train_epoch", "evaluate"]
+
+LOSS_PARTS = ("total", "verification", "gender_a", "gender_b")
+
+
+@dataclass
+class StageInputs:
+    """Cached inputs of one stage: training activations (N, V, ...) with gender and person
+    labels and the training pair draw; validation activations (M, 1, ...) with labels and
+    fixed validation pairs (a, b, same)."""
+
+    train_x: torch.Tensor
+    train_gender: torch.Tensor
+    train_person: torch.Tensor
+    pairs: TrainingPairs
+    val_x: torch.Tensor
+    val_gender: torch.Tensor
+    val_person: torch.Tensor
+    val_a: torch.Tensor
+    val_b: torch.Tensor
+    val_same: torch.Tensor
+
+
+@dataclass
+class Evaluation:
+    """Validation results: mean loss parts, pair distances and per-image gender logits."""
+
+    losses: dict[str, float]
+    distances: np.ndarray
+    same: np.ndarray
+    logits: np.ndarray
+    gender: np.ndarray
+
+    def metrics(self, threshold: float | None = None) -> dict[str, float]:
+        """Loss parts, verification accuracy at the Youden threshold of these pairs (or at
+        ``threshold``) and gender accuracy / balanced accuracy / female F1."""
+        out = {f"val_{k}": v for k, v in self.losses.items()}
+        t = youden_threshold(self.distances, self.same) if threshold is None else threshold
+        out["val_threshold"] = float(t)
+        out["val_accuracy"] = verification_accuracy(self.distances, self.same, t)
+        if (self.gender >= 0).any():
+            report = gender_report(self.gender, 1.0 / (1.0 + np.exp(-self.logits)))
+            out["val_gender_accuracy"] = report["accuracy"]
+            out["val_gender_balanced_accuracy"] = report["balanced_accuracy"]
+            out["val_female_f1"] = report["per_class"]["female"]["f1"]
+        return out
+
+
+def epoch_seed(seed: int, stage_index: int, epoch: int) -> int:
+    """The seed of one epoch's randomness."""
+    return (int(seed) * 1_000_003 + stage_index * 10_007 + epoch) % (2**31 - 1)
+
+
+def _epoch_pairs(inputs: StageInputs, seed: int, stage_index: int, epoch: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    inputs.pairs.set_epoch(stage_index * 100_000 + epoch)
+    drawn = [inputs.pairs[i] for i in range(len(inputs.pairs))]
+    a = np.fromiter((p.a for p in drawn), np.int64, len(drawn))
+    b = np.fromiter((p.b for p in drawn), np.int64, len(drawn))
+    same = np.fromiter((p.same for p in drawn), np.float32, len(drawn))
+    rng = np.random.default_rng(epoch_seed(seed, stage_index, epoch))
+    views = inputs.train_x.shape[1]
+    return a, b, same, rng.integers(views, size=a.size), rng.integers(views, size=a.size)
+
+
+def train_epoch(top: TopModel, module: nn.Module, loss_fn: MultiTaskLoss,
+                optimizer: torch.optim.Optimizer, inputs: StageInputs, *, seed: int,
+                stage_index: int, epoch: int, batch_size: int, max_steps: int | None,
+                info: DistInfo, on_step: Callable[[int, float], None] | None = None
+                ) -> dict[str, float]:
+    """One epoch of pair batches; each rank takes its share of every batch and DDP averages
+    the gradients. Returns the mean loss parts over the epoch (over all ranks)."""
+    torch.manual_seed(epoch_seed(seed, stage_index, epoch))
+    a, b, same, va, vb = _epoch_pairs(inputs, seed, stage_index, epoch)
+    steps = math.ceil(len(a) / batch_size)
+    if max_steps is not None:
+        steps = min(steps, max_steps)
+    top.train()
+    sums = torch.zeros(len(LOSS_PARTS), dtype=torch.float64)
+    device = info.device
+    for step in range(steps):
+        rows = np.arange(step * batch_size, min((step + 1) * batch_size, len(a)))
+        rows = rows[info.rank::info.world_size]
+        xa = inputs.train_x[a[rows], va[rows]].to(device)
+        xb = inputs.train_x[b[rows], vb[rows]].to(device)
+        emb, logit = module(torch.cat([xa, xb]))
+        n = len(rows)
+        parts = loss_fn(
+            emb[:n], emb[n:], logit[:n], logit[n:], torch.from_numpy(same[rows]).to(device),
+            inputs.train_gender[a[rows]].to(device), inputs.train_gender[b[rows]].to(device),
+            inputs.train_person[a[rows]].to(device), inputs.train_person[b[rows]].to(device),
+        )
+        optimizer.zero_grad(set_to_none=True)
+        parts["total"].backward()
+        optimizer.step()
+        values = torch.tensor([float(parts[k].detach()) for k in LOSS_PARTS],
+                              dtype=torch.float64)
+        sums += values
+        if on_step is not None:
+            on_step(step, float(values[0]))
+    mean = all_reduce_mean(sums / max(steps, 1), info)
+    return {k: float(v) for k, v in zip(LOSS_PARTS, mean)}
+
+
+@torch.no_grad()
+def embed_cached(top: TopModel, x: torch.Tensor, device: str = "cpu",
+                 batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings and gender logits of view 0 of cached activations, in eval mode."""
+    was_training = top.training
+    top.eval()
+    embs, logits = [], []
+    try:
+        for start in range(0, len(x), batch_size):
+            emb, logit = top(x[start:start + batch_size, 0].to(device))
+            embs.append(emb.cpu())
+            logits.append(logit.cpu())
+    finally:
+        top.train(was_training)
+    return torch.cat(embs), torch.cat(logits)
+
+
+def evaluate(top: TopModel, loss_fn: MultiTaskLoss, inputs: StageInputs,
+             device: str = "cpu") -> Evaluation:
+    """Validation loss parts over the fixed validation pairs, plus distances and logits."""
+    emb, logit = embed_cached(top, inputs.val_x, device)
+    a, b = inputs.val_a, inputs.val_b
+    with torch.no_grad():
+        parts = loss_fn(emb[a], emb[b], logit[a], logit[b], inputs.val_same,
+                        inputs.val_gender[a], inputs.val_gender[b],
+                        inputs.val_person[a], inputs.val_person[b])
+        distances = top.model.distance(emb[a], emb[b])
+    return Evaluation(
+        losses={k: float(parts[k]) for k in LOSS_PARTS},
+        distances=distances.numpy().astype(np.float64),
+        same=inputs.val_same.numpy().astype(bool),
+        logits=logit.numpy().astype(np.float64),
+        gender=inputs.val_gender.numpy(),
+    )
+
+
+def timer() -> float:
+    return time.perf_counter()

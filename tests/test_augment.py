@@ -1,0 +1,81 @@
+"""siamface.augment: deterministic distortions and the training pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from siamface.augment import (
+    DISTORTION_TAGS,
+    DISTORTIONS,
+    distort,
+    distortion_transform,
+    train_augmentation,
+)
+from siamface.data import distortion_tag
+from siamface.errors import UnknownNameError
+
+
+@pytest.fixture(scope="module")
+def face() -> np.ndarray:
+    """A smooth, structured 96x96 RGB image (gradients and a bright disc)."""
+    yy, xx = np.mgrid[0:96, 0:96]
+    image = np.stack([xx * 2, yy * 2, (xx + yy)], axis=2).astype(np.float64)
+    image[(yy - 48) ** 2 + (xx - 48) ** 2 < 400] = 200
+    return np.clip(image + 20, 0, 255).astype(np.uint8)
+
+
+def test_distortion_names_match_facecom_tags():
+    assert set(DISTORTIONS) == {"motion_blur", "fog", "rain", "low_light", "noise",
+                                "sun_glare", "downscale"}
+    for kind in DISTORTIONS:
+        assert distortion_tag(f"x_0001_{kind}.jpg") == DISTORTION_TAGS[kind]
+
+
+@pytest.mark.parametrize("kind", DISTORTIONS)
+def test_distort_is_deterministic_and_changes_the_image(face, kind):
+    before = face.copy()
+    a = distort(face, kind, seed=11)
+    b = distort(face, kind, seed=11)
+    c = distort(face, kind, seed=12)
+    assert np.array_equal(face, before)  # input untouched
+    assert a.shape == face.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, face)
+    if kind != "downscale":  # downscale's only randomness is the scale, may coincide
+        assert not np.array_equal(a, c)
+
+
+def test_distortions_do_what_their_names_say(face):
+    gray = face.astype(float).mean()
+    assert distort(face, "low_light", 0).astype(float).mean() < 0.6 * gray
+    assert distort(face, "sun_glare", 0).astype(float).mean() > gray + 20
+    noisy = distort(face, "noise", 0).astype(float) - face
+    assert noisy.std() > 8
+    blurred = distort(face, "downscale", 0).astype(float)
+    edges = np.abs(np.diff(face.astype(float), axis=1)).max()
+    assert np.abs(np.diff(blurred, axis=1)).max() < edges  # the disc edge is softened
+
+
+def test_distort_rejects_bad_input(face):
+    with pytest.raises(UnknownNameError, match="valid: motion_blur, fog"):
+        distort(face, "snow")
+    with pytest.raises(ValueError, match="uint8"):
+        distort(face.astype(np.float32), "fog")
+    with pytest.raises(UnknownNameError):
+        distortion_transform("hail")
+
+
+def test_train_augmentation_seeded_and_shape_preserving(face):
+    outputs = []
+    for _ in range(2):
+        aug = train_augmentation(seed=5, distortions=("fog", "noise"), distortion_p=0.5)
+        outputs.append([aug(image=face)["image"] for _ in range(6)])
+    assert all(np.array_equal(x, y) for x, y in zip(*outputs))
+    assert all(o.shape == face.shape and o.dtype == np.uint8 for o in outputs[0])
+    assert any(not np.array_equal(o, face) for o in outputs[0])
+    names = [type(t).__name__ for t in train_augmentation().transforms]
+    assert names[:5] == ["HorizontalFlip", "RandomBrightnessContrast", "OneOf", "GaussNoise",
+                         "CoarseDropout"]
+    with pytest.raises(UnknownNameError):
+        train_augmentation(distortions=("snow",), distortion_p=0.5)

@@ -1,0 +1,147 @@
+"""Self-describing checkpoints: round trip, compact storage, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from siamface.backbones import create_backbone
+from siamface.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from siamface.errors import CheckpointError
+from siamface.model import HeadConfig, SiameseMultiTask
+
+
+@pytest.fixture(scope="module")
+def trained_model():
+    torch.manual_seed(1)
+    model = SiameseMultiTask(create_backbone("dlib-resnet"), HeadConfig(projection=True))
+    with torch.no_grad():
+        model.gender_head[1].weight.normal_()
+        model.projection.weight.add_(0.01 * torch.randn_like(model.projection.weight))
+        model.backbone.fc.weight.mul_(1.01)  # as if stage 2 fine-tuned the top group
+    return model.eval()
+
+
+def test_round_trip_heads_and_groups(tmp_path, trained_model):
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.55, threshold_source="youden",
+                    gender_trained=True, stored_groups=["fc"],
+                    preprocessing={"crop": "aligned", "select": "central"},
+                    training={"seed": 3}, metrics={"val_accuracy": 0.99})
+    model, info = load_checkpoint(path)
+    assert info.threshold == 0.55 and info.gender_trained and info.stored_groups == ["fc"]
+    assert info.preprocessing["select"] == "central" and info.metrics["val_accuracy"] == 0.99
+    x = torch.randn(2, 3, 150, 150) * 0.3
+    with torch.no_grad():
+        expected = trained_model.forward_single(x)
+        got = model.forward_single(x)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e)
+
+
+def test_heads_only_checkpoint_is_small(tmp_path, trained_model):
+    path = tmp_path / "heads.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="default",
+                    gender_trained=True)
+    assert path.stat().st_size < 200_000  # heads only, no backbone tensors
+    _, info = load_checkpoint(path)
+    assert info.stored_groups == []
+
+
+def test_other_backbone_is_refused(tmp_path, trained_model):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=False)
+    with pytest.raises(CheckpointError, match="trained for backbone 'dlib-resnet', not 'facenet'"):
+        load_checkpoint(path, backbone="facenet")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint_info(tmp_path / "nope.safetensors")
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "garbage.safetensors"
+    path.write_bytes(b"this is not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(path)
+
+
+def test_pickle_is_never_loaded(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_foreign_safetensors(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"author": "someone"})
+    with pytest.raises(CheckpointError, match="not a siamface checkpoint"):
+        load_checkpoint(path)
+
+
+def test_truncated_file(tmp_path, trained_model):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True,
+                    stored_groups=["fc"])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1000])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def _rewrite_metadata(path, change):
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = json.loads(header["__metadata__"]["siamface"])
+    change(meta)
+    header["__metadata__"]["siamface"] = json.dumps(meta)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+
+
+def test_future_format_version_is_refused(tmp_path, trained_model):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
+    _rewrite_metadata(path, lambda m: m.update(format_version=99))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(path)
+
+
+def test_description_and_tensors_must_agree(tmp_path, trained_model):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
+    _rewrite_metadata(path, lambda m: m["backbone"].update(stored_groups=["fc"]))
+    with pytest.raises(CheckpointError, match="does not match its own description"):
+        load_checkpoint(path)
+
+
+def test_weights_hash_mismatch_is_refused(tmp_path, trained_model):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
+    _rewrite_metadata(path, lambda m: m["backbone"].update(weights_sha256="0" * 64))
+    with pytest.raises(CheckpointError, match="installed weights have sha256"):
+        load_checkpoint(path)
+
+
+def test_interrupted_save_leaves_previous_file(tmp_path, trained_model, monkeypatch):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("siamface.checkpoint.save_file", fail)
+    with pytest.raises(OSError):
+        save_checkpoint(path, trained_model, threshold=0.1, threshold_source="d",
+                        gender_trained=True)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
