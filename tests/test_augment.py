@@ -69,8 +69,8 @@ def test_distort_rejects_bad_input(face):
 def test_train_augmentation_seeded_and_shape_preserving(face):
     outputs = []
     for _ in range(2):
-        aug = train_augmentation(seed=5, distortions=("fog", "noise"), distortion_p=0.5)
-        outputs.append([aug(image=face)["image"] for _ in range(6)])
+        aug = train_augmentation(seed=1, distortions=("fog", "noise"), distortion_p=0.5)
+        outputs.append([aug(image=face)["image"] for _ in range(10)])
     assert all(np.array_equal(x, y) for x, y in zip(*outputs))
     assert all(o.shape == face.shape and o.dtype == np.uint8 for o in outputs[0])
     assert any(not np.array_equal(o, face) for o in outputs[0])

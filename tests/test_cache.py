@@ -27,6 +27,7 @@ from siamface.cache import (
     prepare,
 )
 from siamface.errors import ConfigError, DatasetError
+from siamface.io import load_image
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def test_put_get_roundtrip(tmp_path):
     images = make_images(tmp_path / "data", 2)
     pipeline = CenterCropPipeline()
     with CropCache(tmp_path / "cache", pipeline.params()) as cache:
-        crop = pipeline.crop(np.asarray(Image.open(images[0]).convert("RGB")))
+        crop = pipeline.crop(load_image(images[0]))
         entry = cache.put(images[0], crop)
         assert entry.detected and entry.status == "detected"
         assert cache.get(images[0]) == entry
@@ -151,11 +152,11 @@ def test_key_is_content_not_path(tmp_path):
     (image,) = make_images(tmp_path / "data", 1)
     pipeline = CenterCropPipeline()
     with CropCache(tmp_path / "cache", pipeline.params()) as cache:
-        entry = cache.put(image, pipeline.crop(np.asarray(Image.open(image))))
+        entry = cache.put(image, pipeline.crop(load_image(image)))
         moved = tmp_path / "elsewhere.png"
         moved.write_bytes(image.read_bytes())
         assert cache.get(moved) == entry
-        Image.open(image).transpose(Image.Transpose.ROTATE_90).save(image)
+        Image.fromarray(load_image(image)[::-1]).save(image)
         assert cache.get(image) is None  # same path, new content: a miss
 
 
@@ -165,7 +166,7 @@ def test_params_change_namespace(tmp_path):
     assert params_hash(a.params()) != params_hash(b.params())
     assert params_hash({"x": 1, "y": [1, 2]}) == params_hash({"y": (1, 2), "x": 1})
     with CropCache(tmp_path / "cache", a.params()) as cache:
-        cache.put(image, a.crop(np.asarray(Image.open(image))))
+        cache.put(image, a.crop(load_image(image)))
     other = CropCache(tmp_path / "cache", b.params())
     assert other.get(image) is None and len(other) == 0
     assert other.namespace != CropCache(tmp_path / "cache", a.params()).namespace
@@ -192,15 +193,15 @@ def test_torn_last_line_is_tolerated_and_repaired(tmp_path):
     images = make_images(tmp_path / "data", 3)
     pipeline = CenterCropPipeline()
     with CropCache(tmp_path / "cache", pipeline.params()) as cache:
-        first = cache.put(images[0], pipeline.crop(np.asarray(Image.open(images[0]))))
-        second = cache.put(images[1], pipeline.crop(np.asarray(Image.open(images[1]))))
+        first = cache.put(images[0], pipeline.crop(load_image(images[0])))
+        second = cache.put(images[1], pipeline.crop(load_image(images[1])))
     index = cache.index_path
     whole = index.read_bytes()
     index.write_bytes(whole[: len(whole) - 25])  # crash in the middle of the second line
     reader = CropCache(tmp_path / "cache", pipeline.params())
     assert reader.entries() == [first]
     with reader:  # the next writer cuts the torn tail before appending
-        third = reader.put(images[2], pipeline.crop(np.asarray(Image.open(images[2]))))
+        third = reader.put(images[2], pipeline.crop(load_image(images[2])))
     assert CropCache(tmp_path / "cache", pipeline.params()).entries() == [first, third]
     assert second.key not in reader
     cache_files_ok(reader.namespace)
@@ -222,7 +223,7 @@ def test_missing_chip_is_a_miss(tmp_path):
     (image,) = make_images(tmp_path / "data", 1)
     pipeline = CenterCropPipeline()
     with CropCache(tmp_path / "cache", pipeline.params()) as cache:
-        entry = cache.put(image, pipeline.crop(np.asarray(Image.open(image))))
+        entry = cache.put(image, pipeline.crop(load_image(image)))
         cache.chip_path(entry).unlink()
         assert cache.get(image) is None
 
@@ -285,7 +286,7 @@ def test_prepare_resumes_and_handles_duplicates(tmp_path):
     (data / "copy.png").write_bytes(images[0].read_bytes())
     cache = CropCache(tmp_path / "cache", CenterCropPipeline().params())
     with cache:
-        cache.put(images[1], CenterCropPipeline().crop(np.asarray(Image.open(images[1]))))
+        cache.put(images[1], CenterCropPipeline().crop(load_image(images[1])))
     report = prepare(data, tmp_path / "cache", CenterCropPipeline, progress=False)
     assert (report.total, report.cached, report.processed) == (7, 1, 5)
     assert report.detected + report.fallback == 7

@@ -12,15 +12,20 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cache import CenterCropPipeline, add_bad_images, cache_files_ok, make_images
 
 from siamface.cache import CropCache, prepare
 from siamface.cli.main import main
 
+if __package__:  # tests/ imported as a package
+    from .test_cache import CenterCropPipeline, add_bad_images, cache_files_ok, make_images
+else:  # tests/ on sys.path (pytest's default rootdir handling)
+    from test_cache import CenterCropPipeline, add_bad_images, cache_files_ok, make_images
+
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
-STAND_IN = "test_cache:CenterCropPipeline"
-SLOW_STAND_IN = "test_cache:slow_center_crop"  # 0.1 s per image
+HELPERS = CenterCropPipeline.__module__  # "test_cache" or "tests.test_cache"
+STAND_IN = f"{HELPERS}:CenterCropPipeline"
+SLOW_STAND_IN = f"{HELPERS}:slow_center_crop"  # 0.1 s per image
 
 
 def test_missing_data_dir(tmp_path, capsys):
@@ -80,7 +85,8 @@ def test_sigkill_then_resume_matches_a_clean_run(tmp_path):
     add_bad_images(data)
     cache_dir = tmp_path / "cache"
     namespace = CropCache(cache_dir, CenterCropPipeline().params()).namespace
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
+    paths = [str(SRC), str(TESTS.parent), str(TESTS), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     command = [sys.executable, "-m", "siamface.cli.main", "prepare", str(data),
                "--cache", str(cache_dir), "--crop", "center", "--workers", "2",
                "--no-progress", "--pipeline-factory", SLOW_STAND_IN]
@@ -100,7 +106,8 @@ def test_sigkill_then_resume_matches_a_clean_run(tmp_path):
     done_before_kill = _index_lines(namespace)
     assert 8 <= done_before_kill < 43, "the kill should land mid-run"
 
-    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                             check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "prepared 43 images" in resumed.stdout
     assert "3 bad image(s):" in resumed.stdout

@@ -293,7 +293,8 @@ def test_m_per_person_sampler():
 def test_read_pairs_formats_and_errors(tmp_path):
     view1 = tmp_path / "dev.txt"
     view1.write_text("1\nA\t1\t2\nA\t1\tB\t3\n")
-    assert read_pairs(view1) == [LFWPair("A", 1, "A", 2, True, 0), LFWPair("A", 1, "B", 3, False, 0)]
+    assert read_pairs(view1) == [LFWPair("A", 1, "A", 2, True, 0),
+                                 LFWPair("A", 1, "B", 3, False, 0)]
     view2 = tmp_path / "pairs.txt"
     view2.write_text("2\t1\r\nA\t1\t2\r\nA\t1\tB\t1\r\nC\t1\t2\r\nC\t2\tD\t1\r\n")
     pairs = read_pairs(view2)

@@ -150,7 +150,7 @@ def test_corrupt_and_foreign_bytes(dat_path):
     with pytest.raises(CheckpointError, match="loss_metric_2"):
         parse_dlib_dat_bytes(bytes([1, 1, 1, 4]) + b"nope" + bytes(data[16:]))
     corrupt = bytearray(data)
-    corrupt[-5] = 0x7F  # inside the last trailer: an impossible control byte
+    corrupt[-6] = 0x7F  # a control byte of the last trailer tensor: impossible value
     with pytest.raises(CheckpointError):
         parse_dlib_dat_bytes(bytes(corrupt))
     with pytest.raises(CheckpointError, match="unexpected bytes"):
@@ -165,7 +165,7 @@ def test_wrong_sha256_refused(dat_path, tmp_path, monkeypatch):
         resolve_weights(wrong)
     # a modified copy in the cache position of a URL-sourced config is refused too
     copy = tmp_path / CFG.filename
-    copy.write_bytes(dat_path.read_bytes()[:-1] + b"\x00")
+    copy.write_bytes(dat_path.read_bytes()[:-1] + b"\x01")
     cached = dataclasses.replace(CFG, package=None, package_path=None, url="https://x/y.dat")
     with pytest.raises(WeightsHashError, match=CFG.sha256):
         resolve_weights(cached, cache_dir=tmp_path)

@@ -34,8 +34,8 @@ from siamface.errors import UnknownNameError
 __all__ = [
     "DISTORTIONS",
     "DISTORTION_TAGS",
-    "distortion_transform",
     "distort",
+    "distortion_transform",
     "train_augmentation",
 ]
 
@@ -43,7 +43,7 @@ DISTORTIONS: tuple[str, ...] = tuple(DISTORTION_TAGS)
 
 
 def _odd(value: float, minimum: int = 3) -> int:
-    n = max(minimum, int(round(value)))
+    n = max(minimum, round(value))
     return n if n % 2 else n + 1
 
 

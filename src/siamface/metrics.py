@@ -21,15 +21,15 @@ from siamface.errors import SiamfaceError, UnknownNameError
 __all__ = [
     "THRESHOLD_METHODS",
     "NotFittedError",
-    "roc_curve",
-    "roc_auc",
-    "threshold_sweep",
-    "youden_threshold",
-    "best_accuracy_threshold",
-    "verification_accuracy",
-    "kfold_verification",
-    "gender_report",
     "ThresholdCalibrator",
+    "best_accuracy_threshold",
+    "gender_report",
+    "kfold_verification",
+    "roc_auc",
+    "roc_curve",
+    "threshold_sweep",
+    "verification_accuracy",
+    "youden_threshold",
 ]
 
 THRESHOLD_METHODS = ("youden", "accuracy")

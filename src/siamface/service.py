@@ -138,10 +138,16 @@ class FaceService:
              select: str | None = None, flip: bool = False, device: str = "cpu",
              backbone: str | None = None, backbone_weights: str | None = None,
              batch_size: int = 32) -> FaceService:
-        """Load a checkpoint (the shipped default when ``path`` is None)."""
-        from siamface.faces import FacePipeline
+        """Load a checkpoint (the shipped default when ``path`` is None).
 
-        if path is None and backbone not in (None, DEFAULT_BACKBONE):
+        ``backbone`` without ``path``: that backbone's pretrained embeddings with its default
+        threshold and no trained gender head. ``crop`` / ``select`` override the checkpoint's
+        preprocessing; ``flip`` averages each face with its mirror image.
+        """
+        from siamface.faces import DEFAULT_SELECT, FacePipeline
+
+        if path is None and backbone is not None:
+            # an explicit backbone without a checkpoint: its pretrained embeddings, no trained heads
             model, info = _untrained_default(backbone, backbone_weights)
         else:
             ckpt = path if path is not None else default_model_path()
@@ -154,7 +160,7 @@ class FaceService:
         pre = info.preprocessing
         pipeline = FacePipeline(
             crop=crop or pre.get("crop") or config.crop,
-            select=select or pre.get("select") or FacePipeline.DEFAULT_SELECT,
+            select=select or pre.get("select") or DEFAULT_SELECT,
             chip_size=config.input_size,
         )
         return cls(model, info, pipeline, flip=flip, device=device, batch_size=batch_size)

@@ -12,7 +12,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", default=None,
                         help="checkpoint (.safetensors); default: the shipped model")
     parser.add_argument("--backbone", default=None,
-                        help="use this backbone's untrained default instead of --model")
+                        help="no checkpoint: this backbone's pretrained embeddings, "
+                             "no trained heads")
     parser.add_argument("--backbone-weights", metavar="PATH", default=None,
                         help="weights file for backbones that do not ship their own (facenet)")
     parser.add_argument("--crop", choices=("aligned", "padded", "center"), default=None,

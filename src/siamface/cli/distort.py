@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from siamface.errors import DatasetError
 
-__all__ = ["LAYOUTS", "DistortSummary", "distort_tree", "add_parser", "run"]
+__all__ = ["LAYOUTS", "DistortSummary", "add_parser", "distort_tree", "run"]
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("mirror", "facecom")

@@ -47,11 +47,11 @@ from siamface.data.splits import exclude_fold_people, person_split
 from siamface.errors import DatasetError, UnknownNameError
 
 __all__ = [
-    "LAYOUTS",
     "DISTORTION_TAGS",
     "FACECOM_TAGS",
     "GENDERS",
     "GENDER_LABELS",
+    "LAYOUTS",
     "FaceDataset",
     "FaceRecord",
     "IndexPair",

@@ -22,14 +22,14 @@ from siamface.data.records import FaceDataset, FaceRecord, is_image_file, list_i
 from siamface.errors import DatasetError, UnknownNameError
 
 __all__ = [
-    "FACECOM_TAGS",
     "DISTORTION_TAGS",
+    "FACECOM_TAGS",
     "GENERIC_DISTORTION",
     "SPLITS",
     "TASKS",
     "distortion_tag",
-    "facecom_person_id",
     "facecom_gender_lookup",
+    "facecom_person_id",
     "load_facecom",
     "load_facecom_gender",
     "load_facecom_identities",

@@ -25,11 +25,11 @@ from siamface.errors import DatasetError
 
 __all__ = [
     "GENDERS_CSV",
-    "read_genders_csv",
     "flat_person_id",
-    "load_person_folders",
-    "load_manifest",
     "load_flat_folder",
+    "load_manifest",
+    "load_person_folders",
+    "read_genders_csv",
 ]
 
 log = logging.getLogger(__name__)

@@ -23,14 +23,14 @@ from siamface.errors import DatasetError, UnknownNameError
 
 __all__ = [
     "LFWPair",
+    "fold_persons",
     "lfw_image_path",
-    "read_lfw_genders",
     "load_lfw",
+    "pair_persons",
+    "read_lfw_genders",
     "read_pairs",
     "read_view1",
     "read_view2",
-    "pair_persons",
-    "fold_persons",
 ]
 
 _VIEW1_FILES = {"train": "pairsDevTrain.txt", "test": "pairsDevTest.txt"}
@@ -70,7 +70,7 @@ def read_lfw_genders(root: str | os.PathLike[str]) -> dict[str, str]:
     the female list wins on conflict. Missing lists raise ``DatasetError``."""
     root = Path(root)
     paths = {g: root / f"{g}_names.txt" for g in ("male", "female")}
-    for gender, path in paths.items():
+    for path in paths.values():
         if not path.is_file():
             raise DatasetError(
                 f"LFW gender list {path} not found; pass genders=False to load LFW unlabelled"

@@ -19,15 +19,15 @@ from siamface.errors import DatasetError
 
 __all__ = [
     "GENDERS",
-    "GENDER_LABELS",
     "GENDER_ALIASES",
-    "UNKNOWN_LABEL",
+    "GENDER_LABELS",
     "IMAGE_EXTENSIONS",
-    "FaceRecord",
+    "UNKNOWN_LABEL",
     "FaceDataset",
-    "parse_gender",
+    "FaceRecord",
     "is_image_file",
     "list_images",
+    "parse_gender",
 ]
 
 GENDERS: tuple[str, str] = ("male", "female")

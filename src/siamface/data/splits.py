@@ -10,7 +10,7 @@ from siamface.data.lfw import LFWPair, fold_persons
 from siamface.data.records import FaceDataset
 from siamface.errors import DatasetError
 
-__all__ = ["person_split", "exclude_fold_people"]
+__all__ = ["exclude_fold_people", "person_split"]
 
 
 def person_split(
@@ -46,14 +46,14 @@ def person_split(
     val: set[str] = set()
     for group in group_list:
         order = [group[i] for i in rng.permutation(len(group))]
-        n_val = int(round(val_fraction * len(order)))
+        n_val = round(val_fraction * len(order))
         if len(order) >= 2:
             n_val = min(max(n_val, 1), len(order) - 1)
         val.update(order[:n_val])
     if not val:  # only possible with a single tiny group: force one person over
         val.add(persons[int(rng.integers(len(persons)))])
     if len(val) == len(persons):
-        val.discard(sorted(val)[0])
+        val.discard(min(val))
     train_persons = [p for p in persons if p not in val]
     return (
         dataset.subset_persons(train_persons, name=f"{dataset.name} [train]"),

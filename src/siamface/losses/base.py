@@ -6,7 +6,15 @@ import torch
 
 from siamface.errors import UnknownNameError
 
-__all__ = ["REDUCTIONS", "DISTANCES", "check_choice", "reduce", "pair_distance", "distance_matrix", "label_mask"]
+__all__ = [
+    "DISTANCES",
+    "REDUCTIONS",
+    "check_choice",
+    "distance_matrix",
+    "label_mask",
+    "pair_distance",
+    "reduce",
+]
 
 REDUCTIONS = ("mean", "sum", "none")
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")

@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 from siamface.errors import ConfigError
-
 from siamface.losses.base import DISTANCES, REDUCTIONS, check_choice, pair_distance, reduce
 
-__all__ = ["contrastive_loss", "ContrastiveLoss"]
+__all__ = ["ContrastiveLoss", "contrastive_loss"]
 
 
 def contrastive_loss(

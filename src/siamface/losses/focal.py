@@ -11,10 +11,9 @@ import torch
 from torch import nn
 
 from siamface.errors import ConfigError
-
 from siamface.losses.base import REDUCTIONS, check_choice, label_mask, reduce
 
-__all__ = ["focal_loss", "FocalLoss"]
+__all__ = ["FocalLoss", "focal_loss"]
 
 
 def focal_loss(

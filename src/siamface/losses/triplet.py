@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from siamface.errors import ConfigError
-
 from siamface.losses.base import (
     DISTANCES,
     REDUCTIONS,
@@ -21,7 +20,7 @@ from siamface.losses.base import (
     reduce,
 )
 
-__all__ = ["batch_hard_triplet_loss", "BatchHardTripletLoss"]
+__all__ = ["BatchHardTripletLoss", "batch_hard_triplet_loss"]
 
 
 def batch_hard_triplet_loss(

@@ -17,7 +17,7 @@ from torch import nn
 from siamface.errors import ConfigError, DatasetError
 from siamface.losses.base import REDUCTIONS, check_choice, label_mask, reduce
 
-__all__ = ["balanced_class_weights", "weighted_bce_loss", "WeightedBCELoss"]
+__all__ = ["WeightedBCELoss", "balanced_class_weights", "weighted_bce_loss"]
 
 
 def balanced_class_weights(labels: Sequence[float] | np.ndarray | torch.Tensor) -> np.ndarray:
@@ -69,7 +69,8 @@ class WeightedBCELoss(nn.Module):
         weights = torch.ones(2) if class_weights is None else torch.as_tensor(
             class_weights, dtype=torch.float32)
         if weights.shape != (2,) or bool((weights < 0).any()):
-            raise ConfigError(f"class_weights must be two non-negative numbers, got {class_weights}")
+            raise ConfigError(
+                f"class_weights must be two non-negative numbers, got {class_weights}")
         self.register_buffer("class_weights", weights)
 
     @classmethod

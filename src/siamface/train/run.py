@@ -1,0 +1,350 @@
+"""A whole training run: data, cached trunk activations, the stages, checkpoints, reports,
+resume. ``train(config)`` is what ``siamface train`` and the benchmarks call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from siamface.checkpoint import save_checkpoint
+from siamface.data import FaceDataset, TrainingPairs, evaluation_pairs
+from siamface.errors import ConfigError
+from siamface.metrics import youden_threshold
+from siamface.model import SiameseMultiTask
+from siamface.train.config import TrainConfig, config_to_dict
+from siamface.train.data import TrainData, prepare_data
+from siamface.train.distributed import DistInfo, barrier, init_distributed
+from siamface.train.features import GroupRunner, TopModel, advance, trunk_activations
+from siamface.train.loop import StageInputs, evaluate, train_epoch
+from siamface.train.objective import MultiTaskLoss, gender_class_weights
+from siamface.train.report import write_config, write_curves, write_history_csv, write_json
+from siamface.train.stages import (
+    build_optimizer,
+    build_scheduler,
+    trainable_parameters,
+    unlock,
+    unlocked_group_names,
+)
+from siamface.train.state import load_state, save_state, trained_state
+
+__all__ = ["TrainResult", "train", "build_model", "RUN_FILES"]
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = {
+    "config": "config.yaml",
+    "state": "train_state.pt",
+    "history_csv": "metrics.csv",
+    "history_json": "metrics.json",
+    "curves": "curves.png",
+    "checkpoint": "model.safetensors",
+    "skipped": "skipped.txt",
+    "summary": "summary.json",
+}
+_RESUME_IGNORED = {("run", "progress"), ("run", "num_threads")}
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its folder, final checkpoint, per-epoch history, final
+    validation metrics, the calibrated threshold and the images it skipped."""
+
+    out_dir: Path
+    checkpoint: Path | None
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    threshold: float
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    model: SiameseMultiTask | None = None
+
+
+def build_model(config: TrainConfig, backbone: torch.nn.Module | None = None) -> SiameseMultiTask:
+    """The backbone (pretrained) and freshly initialised heads, seeded by ``run.seed``."""
+    if backbone is None:
+        from siamface.backbones import create_backbone
+
+        backbone = create_backbone(config.model.backbone, pretrained=True,
+                                   weights=config.model.backbone_weights)
+    torch.manual_seed(config.run.seed)
+    return SiameseMultiTask(backbone, config.model.head_config())
+
+
+class _Progress:
+    """tqdm bars on rank 0 only (and only when enabled)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def bar(self, total: int, desc: str, unit: str = "it"):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, disable=not self.enabled,
+                    dynamic_ncols=True, leave=False)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {section: ({k: v for k, v in values.items() if (section, k) not in _RESUME_IGNORED}
+                      if isinstance(values, dict) else values)
+            for section, values in config.items()}
+
+
+def _stage_inputs(acts: torch.Tensor, val_acts: torch.Tensor, data: TrainData,
+                  config: TrainConfig, val_pairs: list) -> StageInputs:
+    return StageInputs(
+        train_x=acts,
+        train_gender=torch.from_numpy(data.train.gender_labels()),
+        train_person=torch.from_numpy(data.train.person_labels()),
+        pairs=TrainingPairs(data.train, _pairs_per_epoch(config, data.train),
+                            seed=config.run.seed),
+        val_x=val_acts,
+        val_gender=torch.from_numpy(data.val.gender_labels()),
+        val_person=torch.from_numpy(data.val.person_labels()),
+        val_a=torch.tensor([p.a for p in val_pairs], dtype=torch.long),
+        val_b=torch.tensor([p.b for p in val_pairs], dtype=torch.long),
+        val_same=torch.tensor([float(p.same) for p in val_pairs]),
+    )
+
+
+def _pairs_per_epoch(config: TrainConfig, dataset: FaceDataset) -> int:
+    n = config.run.pairs_per_epoch or len(dataset)
+    return max(int(n), config.run.batch_size)
+
+
+def _augment_fn(config: TrainConfig, size: int):
+    if config.data.augment_views == 0:
+        return None
+    from siamface.augment import train_augmentation
+
+    aug = train_augmentation(image_size=size, seed=config.run.seed)
+    return lambda chip, seed: aug(image=np.ascontiguousarray(chip))["image"]
+
+
+def compute_activations(model: SiameseMultiTask, runner: GroupRunner, data: TrainData,
+                        config: TrainConfig, boundaries: list[int], progress: _Progress,
+                        device: str = "cpu") -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Training (all views) and validation (original view) activations at each boundary,
+    running the frozen trunk once per image and view at the lowest boundary."""
+    low = min(boundaries)
+    backbone = model.backbone
+    size = int(backbone.config.input_size)
+    n_views = len(config.data.views) + config.data.augment_views
+    bar = progress.bar(len(data.train_chips) * n_views + len(data.val_chips), "trunk cache",
+                       "img")
+    try:
+        train_low = trunk_activations(
+            backbone, runner, data.train_chips, low, views=config.data.views,
+            augment=_augment_fn(config, size), augment_views=config.data.augment_views,
+            seed=config.run.seed, batch_size=config.run.feature_batch_size, device=device,
+            progress=lambda n: bar.update(n * n_views))
+        val_low = trunk_activations(backbone, runner, data.val_chips, low, views=("orig",),
+                                    batch_size=config.run.feature_batch_size, device=device,
+                                    progress=bar.update)
+    finally:
+        bar.close()
+    out = {}
+    for b in sorted(set(boundaries)):
+        out[b] = (advance(runner, train_low, low, b), advance(runner, val_low, low, b))
+    return out
+
+
+def _check_resume(out_dir: Path, config_dict: dict[str, Any], state: dict[str, Any]) -> None:
+    if _comparable(state.get("config", {})) != _comparable(config_dict):
+        raise ConfigError(
+            f"--resume: the configuration differs from the one {out_dir} was started with "
+            f"(see {out_dir / RUN_FILES['config']}); resume with the same config and flags, "
+            "or start a new run folder"
+        )
+
+
+def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None = None,
+          model: SiameseMultiTask | None = None,
+          activations: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+          info: DistInfo | None = None) -> TrainResult:
+    """Run every enabled stage of ``config`` and write the run folder (rank 0 only).
+
+    ``data``, ``model`` and ``activations`` may be given to reuse work (benchmarks);
+    ``resume`` continues from the run folder's training state.
+    """
+    info = info or init_distributed(config.run.device)
+    if config.run.num_threads:
+        torch.set_num_threads(config.run.num_threads)
+    out_dir = Path(config.run.out_dir)
+    progress = _Progress(config.run.progress and info.is_main)
+    config_dict = config_to_dict(config)
+    state: dict[str, Any] | None = None
+    if resume:
+        state = load_state(out_dir / RUN_FILES["state"])
+        _check_resume(out_dir, config_dict, state)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(out_dir / RUN_FILES["config"], config_dict)
+    torch.manual_seed(config.run.seed)
+    np.random.seed(config.run.seed % (2**32))
+    model = model or build_model(config)
+    model.to(info.device)
+    backbone = model.backbone
+    if data is None:
+        from siamface.faces import FacePipeline
+
+        pipeline = FacePipeline(crop=config.data.crop, select=config.data.select,
+                                chip_size=backbone.config.input_size)
+        bar = progress.bar(0, "face chips", "img")
+        try:
+            data = prepare_data(config.data, pipeline, seed=config.run.seed,
+                                progress=bar.update)
+        finally:
+            bar.close()
+    if info.is_main:
+        lines = [f"{path}\t{reason}" for path, reason in data.skipped]
+        (out_dir / RUN_FILES["skipped"]).write_text("\n".join(lines) + ("\n" if lines else ""),
+                                                    encoding="utf-8")
+    stages = config.stages()
+    if not stages:
+        raise ConfigError("every stage is disabled; enable stage1 at least")
+    runner = GroupRunner(backbone)
+    boundaries = [runner.boundary(s.unlocked_groups) for _, s in stages]
+    if activations is None:
+        activations = compute_activations(model, runner, data, config, boundaries, progress,
+                                          info.device)
+    val_pairs = evaluation_pairs(data.val, config.run.val_pairs, seed=config.run.seed)
+    weights = gender_class_weights(config.loss, data.train.gender_labels())
+    loss_fn = MultiTaskLoss(config.loss, weights)
+    kept_groups = unlocked_group_names(model, max(s.unlocked_groups for _, s in stages))
+    history: list[dict[str, Any]] = list(state["history"]) if state else []
+    if state:
+        model.load_state_dict(state["model"], strict=False)
+        torch.set_rng_state(state["rng"])
+    top: TopModel | None = None
+    inputs: StageInputs | None = None
+    for si, (key, stage) in enumerate(stages):
+        boundary = boundaries[si]
+        unlock(model, stage)
+        top = TopModel(model, runner, boundary)
+        inputs = _stage_inputs(*activations[boundary], data, config, val_pairs)
+        if state is not None and (si < state["stage_index"] or (
+                si == state["stage_index"] and state["stage_done"])):
+            continue
+        _run_stage(si, key, stage, model, top, inputs, loss_fn, config, info, progress,
+                   history, kept_groups, out_dir,
+                   state if state is not None and si == state["stage_index"] else None)
+        state = None
+        if info.is_main:
+            _stage_checkpoint(out_dir / f"{key}.safetensors", model, top, inputs, loss_fn,
+                              config, stage.unlocked_groups, info)
+    assert top is not None and inputs is not None
+    final = evaluate(top, loss_fn, inputs, info.device)
+    threshold = youden_threshold(final.distances, final.same)
+    metrics = final.metrics(threshold)
+    checkpoint = out_dir / RUN_FILES["checkpoint"]
+    if info.is_main:
+        stored = unlocked_group_names(model, stages[-1][1].unlocked_groups)
+        _save(checkpoint, model, threshold, metrics, config, stored, len(data.train))
+        summary = {"metrics": metrics, "threshold": threshold, "checkpoint": str(checkpoint),
+                   "skipped": len(data.skipped), "train_images": len(data.train),
+                   "val_images": len(data.val), "train_persons": len(data.train.persons()),
+                   "val_persons": len(data.val.persons()), "gender_class_weights": weights}
+        write_json(out_dir / RUN_FILES["summary"], summary)
+        write_curves(out_dir / RUN_FILES["curves"], history)
+    barrier(info)
+    model.eval()
+    return TrainResult(out_dir, checkpoint, history, metrics, float(threshold), data.skipped,
+                       model)
+
+
+def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
+               inputs: StageInputs, loss_fn: MultiTaskLoss, config: TrainConfig,
+               info: DistInfo, progress: _Progress, history: list[dict[str, Any]],
+               kept_groups: list[str], out_dir: Path, state: dict[str, Any] | None) -> None:
+    params = trainable_parameters(model)
+    if not params or stage.epochs == 0:
+        log.warning("stage %s has nothing to train (epochs=%d)", key, stage.epochs)
+        return
+    module: torch.nn.Module = top
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        module = DistributedDataParallel(
+            top, device_ids=[info.local_rank] if info.device.startswith("cuda") else None)
+    optimizer = build_optimizer(params, stage)
+    scheduler = build_scheduler(optimizer, stage)
+    start, best_loss, bad, best_epoch = 0, float("inf"), 0, -1
+    best_state = trained_state(model, kept_groups)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["epoch"]) + 1
+        best_loss, bad = float(state["best_loss"]), int(state["bad_epochs"])
+        best_epoch, best_state = int(state["best_epoch"]), state["best_state"]
+    for epoch in range(start, stage.epochs):
+        began = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        steps = -(-_pairs_per_epoch(config, inputs.pairs.dataset) // config.run.batch_size)
+        if config.run.max_steps_per_epoch:
+            steps = min(steps, config.run.max_steps_per_epoch)
+        bar = progress.bar(steps, f"{key} epoch {epoch + 1}/{stage.epochs}", "step")
+        try:
+            losses = train_epoch(
+                top, module, loss_fn, optimizer, inputs, seed=config.run.seed,
+                stage_index=si, epoch=epoch, batch_size=config.run.batch_size,
+                max_steps=config.run.max_steps_per_epoch, info=info,
+                on_step=lambda _s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.4f}",
+                                                                         refresh=False)))
+        finally:
+            bar.close()
+        scheduler.step()
+        evaluation = evaluate(top, loss_fn, inputs, info.device)
+        row: dict[str, Any] = {"stage": key, "epoch": epoch + 1, "lr": lr}
+        row.update({f"train_{k}": v for k, v in losses.items()})
+        row.update(evaluation.metrics())
+        row["seconds"] = round(time.perf_counter() - began, 3)
+        history.append(row)
+        if row["val_total"] < best_loss - 1e-12:
+            best_loss, bad, best_epoch = row["val_total"], 0, epoch
+            best_state = trained_state(model, kept_groups)
+        else:
+            bad += 1
+        done = bad >= stage.patience or epoch == stage.epochs - 1
+        if done:
+            model.load_state_dict(best_state, strict=False)
+        if info.is_main:
+            log.info("%s epoch %d: train %.4f val %.4f acc %.4f", key, epoch + 1,
+                     row["train_total"], row["val_total"], row["val_accuracy"])
+            save_state(out_dir / RUN_FILES["state"], {
+                "config": config_to_dict(config), "stage_index": si, "stage_key": key,
+                "epoch": epoch, "stage_done": done, "model": trained_state(model, kept_groups),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad,
+                "best_state": best_state, "history": history, "rng": torch.get_rng_state(),
+            })
+            write_history_csv(out_dir / RUN_FILES["history_csv"], history)
+            write_json(out_dir / RUN_FILES["history_json"], history)
+        if done:
+            break
+
+
+def _stage_checkpoint(path: Path, model: SiameseMultiTask, top: TopModel, inputs: StageInputs,
+                      loss_fn: MultiTaskLoss, config: TrainConfig, unlocked: int,
+                      info: DistInfo) -> None:
+    evaluation = evaluate(top, loss_fn, inputs, info.device)
+    threshold = youden_threshold(evaluation.distances, evaluation.same)
+    _save(path, model, threshold, evaluation.metrics(threshold), config,
+          unlocked_group_names(model, unlocked), None)
+
+
+def _save(path: Path, model: SiameseMultiTask, threshold: float, metrics: dict[str, Any],
+          config: TrainConfig, stored_groups: list[str], train_images: int | None) -> None:
+    pre = dict(model.backbone.config.preprocessing())
+    pre.update({"crop": config.data.crop, "select": config.data.select})
+    training = {"config": config_to_dict(config)}
+    if train_images is not None:
+        training["train_images"] = train_images
+    save_checkpoint(path, model, threshold=float(threshold),
+                    threshold_source="youden on validation pairs", gender_trained=True,
+                    stored_groups=stored_groups, preprocessing=pre, training=training,
+                    metrics={k: float(v) for k, v in metrics.items()})
