@@ -151,6 +151,7 @@ def test_forged_huge_png_is_refused_from_the_header(tmp_path, side):
     assert "limit" in error.reason
 
 
+@pytest.mark.lfw
 def test_pixel_limit_is_a_parameter(lfw_dir):
     with pytest.raises(ImageTooLargeError, match="62,500 pixels"):
         load_image(lfw_photo(lfw_dir), max_pixels=250 * 250 - 1)
@@ -175,6 +176,7 @@ def assert_rgb(array: np.ndarray, shape: tuple[int, int]) -> None:
     assert array.flags.c_contiguous and array.flags.owndata
 
 
+@pytest.mark.lfw
 def test_lfw_photo(lfw_dir):
     array = load_image(lfw_photo(lfw_dir))
     assert_rgb(array, (250, 250))
@@ -291,6 +293,7 @@ def test_exif_orientation(tmp_path):
 # --- every source type gives the same pixels -------------------------------------------------
 
 
+@pytest.mark.lfw
 def test_all_source_types_agree(lfw_dir):
     path = lfw_photo(lfw_dir)
     expected = load_image(path)
@@ -316,6 +319,7 @@ def test_array_input_is_copied():
     assert array.max() == 0
 
 
+@pytest.mark.lfw
 def test_image_sha256(tmp_path, lfw_dir):
     path = lfw_photo(lfw_dir)
     digest = image_sha256(path)

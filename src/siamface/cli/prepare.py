@@ -28,7 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "prepare",
         help="crop the faces of an image folder into a cache (resumable)",
-        description=__doc__.split("\n\n")[0].replace("``", ""),
+        description="Crop the face of every image under DATA_DIR into the crop cache. "
+                    "Resumable: images already cached with the same parameters are skipped. "
+                    "Unreadable images are listed at the end and do not stop the run.",
     )
     parser.add_argument("data_dir", metavar="DATA_DIR",
                         help="folder of images (searched recursively)")

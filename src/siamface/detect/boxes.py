@@ -191,7 +191,7 @@ def resample_crops(
     :func:`crop_windows`, on images ``image_index`` (N,). Pixels outside the image count as
     zeros. Each output pixel is the mean over its adaptive-average-pooling bin, so a window
     inside the image gives exactly ``F.interpolate(crop, size, mode="area")``.
-    Returns float32 (N, 3, size, size) in pixel units.
+    Returns float32 (N, 3, size, size) in pixel units, in channels-last memory format.
     """
     n = windows.shape[0]
     if n == 0:
@@ -206,12 +206,13 @@ def resample_crops(
     ye = ye.clamp(min=0).minimum(height[:, None] - 1)
     xs = xs.clamp(min=0).minimum(width[:, None] - 1)
     xe = xe.clamp(min=0).minimum(width[:, None] - 1)
-    # One gather over the grid of all bin edges: rows (ys, ye) x columns (xs, xe).
+    # One gather over the grid of all bin edges: rows (ys, ye) x columns (xs, xe), with the
+    # channel last so that the result comes out channels-last, as the networks prefer.
     rows = torch.cat([ys, ye], dim=1) * width[:, None]  # (N, 2S)
     cols = torch.cat([xs, xe], dim=1)  # (N, 2S)
-    plane = (height * width)[:, None, None, None] * torch.arange(3)[None, :, None, None]
-    index = offset[:, None, None, None] + plane + rows[:, None, :, None] + cols[:, None, None, :]
-    grid = flat[index]  # (N, 3, 2S, 2S)
+    plane = (height * width)[:, None, None, None] * torch.arange(3)[None, None, None, :]
+    index = offset[:, None, None, None] + plane + rows[:, :, None, None] + cols[:, None, :, None]
+    grid = flat[index]  # (N, 2S, 2S, 3)
     s = size
-    sums = grid[:, :, s:, s:] - grid[:, :, :s, s:] - grid[:, :, s:, :s] + grid[:, :, :s, :s]
-    return sums.to(torch.float32) / area[:, None]
+    sums = grid[:, s:, s:] - grid[:, :s, s:] - grid[:, s:, :s] + grid[:, :s, :s]
+    return (sums.to(torch.float32) / area[..., None]).permute(0, 3, 1, 2)

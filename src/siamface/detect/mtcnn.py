@@ -196,7 +196,9 @@ class MTCNN:
         all_boxes, all_scores, all_offsets, all_groups = [], [], [], []
         level = 0
         for (height, width), members in by_size.items():
-            batch = torch.stack([images[i] for i in members]).float()
+            # (B, 3, H, W) in channels-last memory format, as the networks prefer.
+            batch = torch.stack([images[i].permute(1, 2, 0) for i in members])
+            batch = batch.permute(0, 3, 1, 2).float()
             members_t = torch.tensor(members)
             for scale in pyramid_scales(height, width, self.min_face_size, self.factor):
                 size = (int(height * scale + 1), int(width * scale + 1))

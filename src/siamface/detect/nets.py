@@ -143,7 +143,7 @@ def _flatten_nhwc(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
 
 
-def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
     """2x2 max pooling, stride 2, ceil mode; as two strided maxima, several times faster
     than ``F.max_pool2d`` on few channels."""
     h, w = x.shape[-2:]
@@ -172,7 +172,7 @@ class PNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.prelu1(self.conv1(x))
-        x = max_pool_2x2(x)
+        x = _max_pool_2x2(x)
         x = self.prelu2(self.conv2(x))
         x = self.prelu3(self.conv3(x))
         out = self.head(x)
