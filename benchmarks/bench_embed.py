@@ -9,6 +9,8 @@ The dlib ResNet always runs with its affine layers folded into the convolutions.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import time
 
@@ -18,15 +20,22 @@ import torch
 from siamface.backbones import create_backbone, get_pretrained_config, list_backbones
 
 
-def _time(fn, runs: int, warmup: int) -> list[float]:
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _time(fn, runs: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of each run."""
     for _ in range(warmup):
         fn()
-    out = []
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = _cpu_seconds(), time.perf_counter()
         fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(_cpu_seconds() - c0)
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,15 +59,18 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
 
+    def add_row(label: str, wall: list[float], cpu: list[float]) -> None:
+        med = statistics.median(wall)
+        per = 1000 / args.batch
+        rows.append((label, per * med, per * min(wall),
+                     per * statistics.median(cpu) / args.threads, args.batch / med))
+
     def run(label: str, net: torch.nn.Module, inp: torch.Tensor, ctx) -> torch.Tensor:
         def step() -> torch.Tensor:
             with ctx():
                 return net(inp)
 
-        times = _time(step, args.runs, args.warmup)
-        med = statistics.median(times)
-        rows.append((label, 1000 * med / args.batch, 1000 * min(times) / args.batch,
-                     args.batch / med))
+        add_row(label, *_time(step, args.runs, args.warmup))
         return step()
 
     ref = run("NCHW, no_grad", model, x, torch.no_grad)
@@ -68,18 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     x_cl = x.contiguous(memory_format=torch.channels_last)
     out = run("channels_last, inference_mode", cl_model, x_cl, torch.inference_mode)
     diff = (out - ref).abs().max().item()
-    embed_times = _time(lambda: model.embed(chips, batch_size=args.batch), args.runs,
-                        args.warmup)
-    med = statistics.median(embed_times)
-    rows.append(("embed() incl. preprocess", 1000 * med / args.batch,
-                 1000 * min(embed_times) / args.batch, args.batch / med))
+    add_row("embed() incl. preprocess",
+            *_time(lambda: model.embed(chips, batch_size=args.batch), args.runs, args.warmup))
 
     print(f"{args.backbone}: batch {args.batch}, {args.threads} threads, torch "
           f"{torch.__version__}, median of {args.runs} runs "
-          f"(channels_last vs NCHW max abs diff {diff:.1e})")
-    print(f"{'variant':<32}{'ms/face (median)':>18}{'ms/face (min)':>15}{'faces/s':>10}")
-    for label, ms, ms_min, fps in rows:
-        print(f"{label:<32}{ms:>18.2f}{ms_min:>15.2f}{fps:>10.1f}")
+          f"(channels_last vs NCHW max abs diff {diff:.1e}); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print("cpu ms/face = process CPU time / threads (less sensitive to other processes)")
+    print(f"{'variant':<32}{'ms/face median':>15}{'ms/face min':>13}{'cpu ms/face':>13}"
+          f"{'faces/s':>9}")
+    for label, ms, ms_min, cpu_ms, fps in rows:
+        print(f"{label:<32}{ms:>15.2f}{ms_min:>13.2f}{cpu_ms:>13.2f}{fps:>9.1f}")
     return 0
 
 

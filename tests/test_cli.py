@@ -117,3 +117,15 @@ def test_bad_flag_value_is_a_usage_error(pair):
     with pytest.raises(SystemExit) as exc:
         main(["verify", *pair, "--crop", "diagonal"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("command", [None, "verify", "analyze", "embed", "prepare", "distort",
+                                     "train", "weights"])
+def test_help_of_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"] if command else ["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: siamface" in out
+    if command is None:
+        assert all(name in out for name in ("verify", "analyze", "train", "weights"))

@@ -24,6 +24,7 @@ import hashlib
 import io
 import logging
 import os
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
@@ -84,7 +85,8 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     if isinstance(source, Image.Image):
         _check_pixels(source.size, name, max_pixels)
         with _decode_errors(name):
-            source.load()
+            with _no_truncated_images():
+                source.load()  # a lazily opened image may still need decoding
             return _to_rgb_array(source, name)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if memoryview(source).nbytes == 0:
@@ -143,7 +145,7 @@ def _check_file(path: str, name: str, *, allow_empty: bool = False) -> None:
         raise ImageDecodeError(name, "file not found") from exc
     except OSError as exc:
         raise ImageDecodeError(name, f"cannot access file: {exc.strerror or exc}") from exc
-    if os.path.isdir(path):
+    if stat.S_ISDIR(st.st_mode):
         raise ImageDecodeError(name, "is a directory, expected an image file")
     if st.st_size == 0 and not allow_empty:
         raise ImageDecodeError(name, "file is empty (0 bytes)")

@@ -80,7 +80,8 @@ class Backbone(nn.Module):
 
     @torch.inference_mode()
     def embed(self, chips: np.ndarray | torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        """Embeddings (N, embedding_dim) of uint8 RGB chips, in eval mode, on the CPU."""
+        """Embeddings (N, embedding_dim) of uint8 RGB chips, computed in eval mode under
+        ``inference_mode`` on the model's device; returned as a float32 CPU tensor."""
         was_training = self.training
         self.eval()
         try:
@@ -88,7 +89,8 @@ class Backbone(nn.Module):
             x = self.preprocess(chips)
             outs = []
             for i in range(0, x.shape[0], batch_size):
-                batch = x[i:i + batch_size].to(param.device, param.dtype)
+                batch = x[i:i + batch_size].to(param.device, param.dtype).contiguous(
+                    memory_format=torch.channels_last)  # oneDNN's preferred layout on CPU
                 outs.append(self(batch).float().cpu())
             if not outs:
                 return torch.empty(0, self.embedding_dim)

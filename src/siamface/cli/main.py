@@ -9,31 +9,47 @@ import sys
 
 from siamface.errors import SiamfaceError
 
-COMMANDS = ("verify", "analyze", "embed", "prepare", "distort", "train", "weights")
+COMMANDS = {
+    "verify": "are the faces in two images the same person?",
+    "analyze": "gender and face location for each image",
+    "embed": "embed every image under a folder into an .npz file",
+    "prepare": "detect and crop every image of a dataset into a crop cache",
+    "distort": "write a deterministic distorted copy of a dataset",
+    "train": "two-stage training of the heads and the top backbone layers",
+    "weights": "list, locate or explicitly download backbone weights",
+}
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser of ``command``; the other commands get a stub so the help still lists
+    them, and only the chosen command's module is imported (a fast start)."""
     parser = argparse.ArgumentParser(
         prog="siamface",
         description="Face verification and gender classification with one Siamese network.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"siamface.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"siamface.cli.{name}":
-                continue  # command not built yet
-            raise
-        module.add_parser(sub)
+    for name, help_text in COMMANDS.items():
+        if name == command:
+            importlib.import_module(f"siamface.cli.{name}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
+def _chosen_command(argv: list[str]) -> str | None:
+    for token in argv:
+        if not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _chosen_command(argv)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or EXIT_OK)
