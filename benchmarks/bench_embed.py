@@ -2,8 +2,9 @@
 
     PYTHONPATH=src python benchmarks/bench_embed.py --backbone dlib-resnet --batch 32 --threads 2
 
-Variants: eager fp32 (NCHW), channels_last, under ``torch.no_grad`` or ``torch.inference_mode``.
-The dlib ResNet always runs with its affine layers folded into the convolutions.
+Variants: eager fp32 (NCHW), channels_last, under ``torch.no_grad`` or ``torch.inference_mode``,
+and ``torch.compile`` with frozen weights. The dlib ResNet always runs with its affine layers
+folded into the convolutions. ``embed()`` is the library path (eager, channels_last input).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time torch.compile (inductor, weights frozen); needs a C++ "
+                        "compiler and takes about a minute")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="load published weights (default: only for dlib-resnet)")
     args = p.parse_args(argv)
@@ -80,12 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     x_cl = x.contiguous(memory_format=torch.channels_last)
     out = run("channels_last, inference_mode", cl_model, x_cl, torch.inference_mode)
     diff = (out - ref).abs().max().item()
+    if args.compile:
+        t0 = time.perf_counter()
+        compiled = torch.compile(cl_model, options={"freezing": True})
+        with torch.inference_mode():
+            compiled(x_cl)
+        compile_s = time.perf_counter() - t0
+        out_c = run(f"torch.compile+freezing ({compile_s:.0f} s)", compiled, x_cl,
+                    torch.inference_mode)
+        diff = max(diff, (out_c - ref).abs().max().item())
     add_row("embed() incl. preprocess",
             *_time(lambda: model.embed(chips, batch_size=args.batch), args.runs, args.warmup))
 
     print(f"{args.backbone}: batch {args.batch}, {args.threads} threads, torch "
           f"{torch.__version__}, median of {args.runs} runs "
-          f"(channels_last vs NCHW max abs diff {diff:.1e}); load average "
+          f"(max abs diff of variants vs NCHW {diff:.1e}); load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("cpu ms/face = process CPU time / threads (less sensitive to other processes)")
     print(f"{'variant':<32}{'ms/face median':>15}{'ms/face min':>13}{'cpu ms/face':>13}"

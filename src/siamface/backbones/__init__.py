@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from siamface.backbones import dlib_resnet as _dlib_resnet  # noqa: F401  (registers)
 from siamface.backbones import facenet as _facenet  # noqa: F401  (registers)
 from siamface.backbones.base import Backbone
-from siamface.backbones.config import PretrainedConfig, Preprocess
+from siamface.backbones.config import Preprocess, PretrainedConfig
 from siamface.backbones.registry import (
     DEFAULT_BACKBONE,
     create_backbone,
@@ -30,20 +31,20 @@ from siamface.backbones.weights import fetch_weights as _fetch_config
 from siamface.errors import UnknownNameError
 
 __all__ = [
-    "Backbone",
-    "PretrainedConfig",
-    "Preprocess",
     "DEFAULT_BACKBONE",
-    "register_backbone",
+    "Backbone",
+    "Preprocess",
+    "PretrainedConfig",
     "create_backbone",
-    "list_backbones",
-    "get_pretrained_config",
-    "list_weights",
-    "fetch_weights",
-    "resolve_weights",
     "expected_weights_path",
-    "weights_cache_dir",
+    "fetch_weights",
+    "get_pretrained_config",
+    "list_backbones",
+    "list_weights",
+    "register_backbone",
+    "resolve_weights",
     "sha256_file",
+    "weights_cache_dir",
 ]
 
 
@@ -53,7 +54,8 @@ def list_weights() -> dict[str, str]:
 
 
 def fetch_weights(name: str, cache_dir: str | os.PathLike | None = None, *,
-                  force: bool = False, progress=None) -> Path:
+                  force: bool = False,
+                  progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download the published weights ``name`` (a weights name such as ``facenet-vggface2``
     or a backbone name) into the cache, verifying sha256; returns the file's path."""
     table = list_weights()

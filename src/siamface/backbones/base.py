@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamface.backbones.config import PretrainedConfig, Preprocess
+from siamface.backbones.config import Preprocess, PretrainedConfig
 from siamface.errors import ConfigError
 
 __all__ = ["Backbone"]
@@ -43,10 +43,12 @@ class Backbone(nn.Module):
     @abstractmethod
     def layer_groups(self) -> list[tuple[str, list[nn.Module]]]:
         """Named module groups, input to output; together they hold every parameter."""
+        raise NotImplementedError
 
     @abstractmethod
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load a weights file (the published format or a saved state dict)."""
+        raise NotImplementedError
 
     def lock(self, unlocked_groups: int = 0) -> None:
         """Freeze every parameter except those of the top ``unlocked_groups`` groups; norm

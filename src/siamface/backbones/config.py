@@ -15,7 +15,7 @@ import torch
 
 from siamface.errors import ConfigError
 
-__all__ = ["PretrainedConfig", "Preprocess"]
+__all__ = ["Preprocess", "PretrainedConfig"]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from siamface.backbones.registry import register_backbone
 from siamface.backbones.weights import load_state_dict_file
 from siamface.errors import CheckpointError
 
-__all__ = ["DLIB_RESNET_CONFIG", "DlibResNet", "load_dlib_state_dict", "dlib_network_to_state_dict"]
+__all__ = ["DLIB_RESNET_CONFIG", "DlibResNet", "dlib_network_to_state_dict", "load_dlib_state_dict"]
 
 DLIB_RESNET_CONFIG = PretrainedConfig(
     name="dlib-resnet",
@@ -121,7 +121,7 @@ class DlibResNet(Backbone):
         """Load a dlib ``.dat`` file (parsed, affines folded) or a saved state dict."""
         path = Path(path)
         if path.suffix == ".dat":
-            state = load_dlib_state_dict(path)
+            state = _shared_dlib_state(path)  # load_state_dict copies: no need to clone
         else:
             state = load_state_dict_file(path)
         missing, unexpected = self.load_state_dict(state, strict=False)
@@ -211,13 +211,16 @@ def _cached_state(path: str, size: int, mtime_ns: int) -> dict[str, torch.Tensor
     return dlib_network_to_state_dict(parse_dlib_dat(path), path)
 
 
-def load_dlib_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Parse a dlib ``.dat`` into a :class:`DlibResNet` state dict (cached per file in the
-    process; callers get fresh tensors)."""
+def _shared_dlib_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     p = Path(path).resolve()
     st = p.stat()
-    state = _cached_state(str(p), st.st_size, st.st_mtime_ns)
-    return {k: v.clone() for k, v in state.items()}
+    return _cached_state(str(p), st.st_size, st.st_mtime_ns)
+
+
+def load_dlib_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Parse a dlib ``.dat`` into a :class:`DlibResNet` state dict (parsed once per file in
+    the process; callers get their own copies)."""
+    return {k: v.clone() for k, v in _shared_dlib_state(path).items()}
 
 
 @register_backbone("dlib-resnet", DLIB_RESNET_CONFIG)

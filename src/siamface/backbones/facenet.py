@@ -20,25 +20,25 @@ from siamface.backbones.registry import register_backbone
 from siamface.backbones.weights import load_state_dict_file
 from siamface.errors import CheckpointError
 
-__all__ = ["FACENET_VGGFACE2_CONFIG", "FACENET_CASIA_CONFIG", "InceptionResNetV1"]
+__all__ = ["FACENET_CASIA_CONFIG", "FACENET_VGGFACE2_CONFIG", "InceptionResNetV1"]
 
 _RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 _GROUPS = ("stem", "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8", "head")
-_COMMON = dict(
-    architecture="inception-resnet-v1",
-    input_size=160,
-    mean=(127.5, 127.5, 127.5),
-    scale=128.0,
-    embedding_dim=512,
+_COMMON: dict = {
+    "architecture": "inception-resnet-v1",
+    "input_size": 160,
+    "mean": (127.5, 127.5, 127.5),
+    "scale": 128.0,
+    "embedding_dim": 512,
     # Uncalibrated: a usual Euclidean threshold for L2-normalised FaceNet embeddings
     # (squared distance ~1.2); calibrate on your data.
-    default_threshold=1.1,
-    normalized=True,
-    layer_groups=_GROUPS,
-    license="MIT (facenet-pytorch, Tim Esler; port of David Sandberg's facenet, MIT)",
-    crop="aligned",
-    chip_padding=0.25,
-)
+    "default_threshold": 1.1,
+    "normalized": True,
+    "layer_groups": _GROUPS,
+    "license": "MIT (facenet-pytorch, Tim Esler; port of David Sandberg's facenet, MIT)",
+    "crop": "aligned",
+    "chip_padding": 0.25,
+}
 
 FACENET_VGGFACE2_CONFIG = PretrainedConfig(
     name="facenet",

@@ -11,8 +11,13 @@ from siamface.backbones.config import PretrainedConfig
 from siamface.backbones.weights import resolve_weights
 from siamface.errors import UnknownNameError
 
-__all__ = ["register_backbone", "create_backbone", "list_backbones", "get_pretrained_config",
-           "DEFAULT_BACKBONE"]
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "create_backbone",
+    "get_pretrained_config",
+    "list_backbones",
+    "register_backbone",
+]
 
 DEFAULT_BACKBONE = "dlib-resnet"
 Factory = Callable[[PretrainedConfig], Backbone]

@@ -22,13 +22,13 @@ from siamface.backbones.config import PretrainedConfig
 from siamface.errors import CheckpointError, WeightsHashError, WeightsNotFoundError
 
 __all__ = [
-    "weights_cache_dir",
-    "sha256_file",
-    "verify_sha256",
     "expected_weights_path",
-    "resolve_weights",
     "fetch_weights",
     "load_state_dict_file",
+    "resolve_weights",
+    "sha256_file",
+    "verify_sha256",
+    "weights_cache_dir",
 ]
 
 log = logging.getLogger(__name__)
