@@ -19,7 +19,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LFW = REPO.parent / "shared" / "data" / "lfw"
 DEFAULT_CACHE = REPO / ".cache"
-CHUNK = 256
+CHUNK = 128
 
 
 def pipeline_key(pipeline) -> str:
@@ -27,9 +27,48 @@ def pipeline_key(pipeline) -> str:
     return hashlib.sha256(params.encode()).hexdigest()[:16]
 
 
-def lfw_chips(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *, verbose: bool = True
-              ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(relative paths, chips (N,150,150,3) uint8 memmap, detected (N,) bool) for all LFW."""
+def _fold0_images(lfw: Path, index: dict[str, int]) -> list[int]:
+    from siamface.data import read_view2
+
+    out: list[int] = []
+    for pair in read_view2(lfw):
+        if pair.fold == 0:
+            for name, i in ((pair.name1, pair.index1), (pair.name2, pair.index2)):
+                k = index[f"{name}/{name}_{i:04d}.jpg"]
+                if k not in out:
+                    out.append(k)
+    return out
+
+
+def available(cache: Path = DEFAULT_CACHE, lfw: Path = DEFAULT_LFW):
+    """What a (possibly partial) cache holds now: (paths, chips memmap, done flags) or None."""
+    from siamface.faces import FacePipeline
+
+    folder = cache / "lfw-chips" / pipeline_key(FacePipeline(crop="aligned"))
+    if not list(folder.glob("done*.npy")):
+        return None
+    paths = json.loads((folder / "paths.json").read_text())
+    chips = np.memmap(folder / "chips.u8", dtype=np.uint8, mode="r",
+                      shape=(len(paths), 150, 150, 3))
+    return paths, chips, _load_done(folder, len(paths))
+
+
+def _load_done(folder: Path, n: int) -> np.ndarray:
+    """Merged progress flags of every shard (0 = not yet, 1 = detected, 2 = centre fallback)."""
+    done = np.zeros(n, dtype=np.int8)
+    for file in sorted(folder.glob("done*.npy")):
+        try:
+            done = np.maximum(done, np.load(file))
+        except (OSError, ValueError):  # a shard being rewritten right now
+            continue
+    return done
+
+
+def lfw_chips(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *, verbose: bool = True,
+              shard: int = 0, shards: int = 1) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(relative paths, chips (N,150,150,3) uint8 memmap, detected (N,) bool) for all LFW.
+    ``shard``/``shards``: this process fills every ``shards``-th missing image (processes
+    write disjoint rows and their own progress file)."""
     from siamface.faces import FacePipeline
 
     pipeline = FacePipeline(crop="aligned")
@@ -40,12 +79,21 @@ def lfw_chips(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *, verbose: 
     (folder / "params.json").write_text(json.dumps(pipeline.params(), default=str, indent=1))
     (folder / "paths.json").write_text(json.dumps(paths))
     chips_file = folder / "chips.u8"
-    mode = "r+" if chips_file.exists() else "w+"
-    chips = np.memmap(chips_file, dtype=np.uint8, mode=mode, shape=(n, 150, 150, 3))
-    done_file = folder / "done.npy"
-    done = np.load(done_file) if done_file.exists() else np.zeros(n, dtype=np.int8)
+    if not chips_file.exists():
+        with open(chips_file, "ab") as fh:
+            fh.truncate(n * 150 * 150 * 3)
+    chips = np.memmap(chips_file, dtype=np.uint8, mode="r+", shape=(n, 150, 150, 3))
+    done_file = folder / f"done-{shard}.npy"
+    done = _load_done(folder, n)
     # done: 0 = not yet, 1 = detected, 2 = centre fallback
     todo = np.flatnonzero(done == 0)
+    # the first View 2 fold's pair images first, then the rest in a fixed random order, so a
+    # partly filled cache already serves a one-fold benchmark and a training subset
+    first = _fold0_images(lfw, {p: i for i, p in enumerate(paths)})
+    rest = np.random.default_rng(0).permutation(todo)
+    todo = np.concatenate([[i for i in first if done[i] == 0],
+                           [i for i in rest if i not in set(first)]]).astype(np.int64)
+    todo = todo[shard::shards]
     start = time.time()
     for k in range(0, len(todo), CHUNK):
         idx = todo[k:k + CHUNK]
@@ -54,19 +102,84 @@ def lfw_chips(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *, verbose: 
             chips[i] = c.chip
             done[i] = 1 if c.detected else 2
         chips.flush()
-        np.save(done_file, done)
+        tmp = done_file.with_name(f".{done_file.name}")
+        np.save(tmp, done)
+        tmp.replace(done_file)
         if verbose:
             rate = (k + len(idx)) / (time.time() - start)
             print(f"lfw chips: {int((done > 0).sum())}/{n} ({rate:.1f} img/s)", file=sys.stderr,
                   flush=True)
     chips = np.memmap(chips_file, dtype=np.uint8, mode="r", shape=(n, 150, 150, 3))
-    return paths, chips, done == 1
+    done = _load_done(folder, n)
+    return paths, chips, done > 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--shard", default="0/1", help="i/n: fill every n-th missing image")
     args = parser.parse_args()
-    paths, chips, detected = lfw_chips(args.lfw, args.cache)
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    paths, chips, detected = lfw_chips(args.lfw, args.cache, shard=shard, shards=shards)
     print(f"{len(paths)} chips, {int(detected.sum())} detected")
+
+
+def lfw_records(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *,
+                allow_partial: bool = False):
+    """(FaceDataset of LFW, chips memmap in dataset order, available mask). Without
+    ``allow_partial`` every chip must be cached (else the cache is filled first)."""
+    from siamface.data import load_lfw
+
+    dataset = load_lfw(lfw)
+    state = available(cache, lfw)
+    if state is None or (not allow_partial and not (state[2] > 0).all()):
+        lfw_chips(lfw, cache)
+        state = available(cache, lfw)
+    paths, chips, done = state
+    index = {p: i for i, p in enumerate(paths)}
+    order = np.array([index[f"{r.person_id}/{r.path.name}"] for r in dataset], dtype=np.int64)
+    if not np.array_equal(order, np.arange(len(order))):
+        raise RuntimeError("LFW dataset order differs from the chip cache order")
+    return dataset, chips, done > 0
+
+
+def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
+                cache: Path = DEFAULT_CACHE, batch_size: int = 64, verbose: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Trunk activations after ``boundary`` groups for views (orig, flip) of every chip in
+    ``mask``: a float32 memmap (N, 2, ...) on disk, filled incrementally, and its done mask."""
+    import torch
+
+    from siamface.faces import FacePipeline
+    from siamface.train.features import GroupRunner, trunk_activations
+
+    runner = GroupRunner(model.backbone)
+    size = model.backbone.config.input_size
+    with torch.inference_mode():
+        shape = tuple(runner.run(torch.zeros(1, 3, size, size), 0, boundary).shape[1:])
+    sha = (model.backbone.config.sha256 or "none")[:12]
+    folder = (cache / "lfw-trunk" / f"{pipeline_key(FacePipeline(crop='aligned'))}-{sha}-"
+              f"b{boundary}")
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(chips)
+    file = folder / "acts.f32"
+    acts = np.memmap(file, dtype=np.float32, mode="r+" if file.exists() else "w+",
+                     shape=(n, 2, *shape))
+    done_file = folder / "done.npy"
+    done = np.load(done_file) if done_file.exists() else np.zeros(n, dtype=bool)
+    todo = np.flatnonzero(mask & ~done)
+    start = time.time()
+    for k in range(0, len(todo), 512):
+        idx = todo[k:k + 512]
+        out = trunk_activations(model.backbone, runner, np.asarray(chips[idx]), boundary,
+                                views=("orig", "flip"), batch_size=batch_size)
+        acts[idx] = out.numpy()
+        acts.flush()
+        done[idx] = True
+        np.save(done_file, done)
+        if verbose:
+            rate = (k + len(idx)) / (time.time() - start)
+            print(f"trunk cache: {k + len(idx)}/{len(todo)} ({rate:.1f} img/s)",
+                  file=sys.stderr, flush=True)
+    return np.memmap(file, dtype=np.float32, mode="r", shape=(n, 2, *shape)), done

@@ -4,7 +4,8 @@ dlib's face-recognition ResNet expects ``dlib.get_face_chip(img, shape, size=150
 padding=0.25)`` of dlib's 5-point landmarks. Our pipeline has MTCNN landmarks instead, so the
 template they must be sent to is measured: take dlib's chips of LFW faces (frontal detector +
 shape_predictor_5 + get_face_chip), run our MTCNN on each chip, and take the per-coordinate
-median of the landmarks.
+median of the landmarks. The fit's point weights (dlib aligns on eyes and nose only) are then
+chosen on the same faces by a small grid search minimising the chip-corner distance below.
 
 The check (``--check N``) runs on other LFW images: for each face, where do the four chip
 corners land in the original image under dlib's chip (``get_face_chip_details``: ``rect``
@@ -158,25 +159,62 @@ def derive_template(reference: DlibReference, mtcnn, faces: list[DlibFace]) -> t
     return np.median(landmarks, axis=0), len(landmarks)
 
 
-def corner_distances(
-    reference: DlibReference, mtcnn, faces: list[DlibFace], template: FaceTemplate
-) -> np.ndarray:
-    """(M, 4) distances in original-image pixels between dlib's chip corners and ours."""
-    out = []
+def image_landmarks(
+    reference: DlibReference, mtcnn, faces: list[DlibFace]
+) -> tuple[np.ndarray, np.ndarray]:
+    """MTCNN landmarks (M, 5, 2) on the original images (the face nearest dlib's) and dlib's
+    chip corners (M, 4, 2) there; faces MTCNN misses are dropped."""
+    landmarks, corners = [], []
     for face, det in zip(faces, _detect(mtcnn, [f.image for f in faces])):
         k = _nearest(det, face.center)
-        if k is None:
-            continue
-        landmarks = np.asarray(det.landmarks, dtype=float)[k]
-        to_chip = similarity_transform(landmarks, template.scaled(CHIP_SIZE).as_array())
+        if k is not None:
+            landmarks.append(np.asarray(det.landmarks, dtype=float)[k])
+            corners.append(reference.chip_corners(face))
+    return np.asarray(landmarks).reshape(-1, 5, 2), np.asarray(corners).reshape(-1, 4, 2)
+
+
+def corner_errors(
+    landmarks: np.ndarray, corners: np.ndarray, points: np.ndarray, weights=None
+) -> np.ndarray:
+    """(M, 4) distances in original-image pixels between dlib's chip corners and where the
+    inverse of our similarity (landmarks -> template points) sends the chip's corners."""
+    out = []
+    for lm, dlib_corners in zip(landmarks, corners):
+        to_chip = similarity_transform(lm, points, weights)
         ours = transform_points(invert_affine(to_chip), CHIP_CORNERS)
-        out.append(np.hypot(*(ours - reference.chip_corners(face)).T))
+        out.append(np.hypot(*(ours - dlib_corners).T))
     return np.asarray(out).reshape(-1, 4)
 
 
-def format_template(points: np.ndarray, faces: int) -> str:
+def corner_distances(
+    reference: DlibReference, mtcnn, faces: list[DlibFace], template: FaceTemplate
+) -> np.ndarray:
+    """(M, 4) chip-corner distances of ``template`` (with its weights) on ``faces``."""
+    landmarks, corners = image_landmarks(reference, mtcnn, faces)
+    tmpl = template.scaled(CHIP_SIZE)
+    return corner_errors(landmarks, corners, tmpl.as_array(), tmpl.weights)
+
+
+NOSE_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+MOUTH_WEIGHTS = (0.0, 0.05, 0.1, 0.2)
+
+
+def fit_weights(landmarks: np.ndarray, corners: np.ndarray, points: np.ndarray) -> tuple:
+    """Point weights (eyes 1, nose n, mouth m each) with the least median corner distance."""
+    best = None
+    for n in NOSE_WEIGHTS:
+        for m in MOUTH_WEIGHTS:
+            weights = (1.0, 1.0, n, m, m)
+            err = float(np.median(corner_errors(landmarks, corners, points, weights)))
+            if best is None or err < best[0]:
+                best = (err, weights)
+    return best[1]
+
+
+def format_template(points: np.ndarray, faces: int, weights: tuple) -> str:
     rows = "\n".join(f"        ({x:.2f}, {y:.2f})," for x, y in points)
-    return f"    points=(\n{rows}\n    ),  # per-point median over {faces} faces"
+    return (f"    points=(\n{rows}\n    ),  # per-point median over {faces} faces\n"
+            f"    weights={tuple(float(w) for w in weights)},")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,13 +240,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dlib faces: {len(faces)}, MTCNN found a face in {used} chips")
         print("median distance of each face's landmark to the template (px):",
               np.round(spread, 2).tolist())
-        print(format_template(points, used))
-        template = FaceTemplate("derived", CHIP_SIZE, tuple(map(tuple, points)), "this run")
+        weights = fit_weights(*image_landmarks(reference, mtcnn, faces), points)
+        print(format_template(points, used, weights))
+        template = FaceTemplate(
+            "derived", CHIP_SIZE, tuple(map(tuple, points)), "this run", weights=weights
+        )
     if args.check:
         faces = collect_faces(reference, check_pool, args.check)
         dist = corner_distances(reference, mtcnn, faces, template)
         per_face = dist.mean(axis=1)
-        print(f"check on {len(dist)} faces (of {len(faces)} dlib faces, images disjoint from "
+        print(f"template {template.name}: check on {len(dist)} faces (of {len(faces)} dlib faces, images disjoint from "
               f"the derivation): chip-corner distance median {np.median(dist):.2f} px, "
               f"per-face mean-corner median {np.median(per_face):.2f} px, "
               f"90th percentile {np.percentile(per_face, 90):.2f} px")

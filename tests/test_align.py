@@ -64,6 +64,22 @@ def test_similarity_transform_never_reflects() -> None:
     np.testing.assert_allclose(m[:, :2], [[a, -b], [b, a]], atol=1e-12)
 
 
+def test_weighted_similarity_transform() -> None:
+    rng = np.random.default_rng(2)
+    src = rng.uniform(0, 100, size=(5, 2))
+    dst = transform_points(_similarity(0.2, 1.3, 4.0, -2.0), src)
+    dst[3:] += 25.0  # two outliers
+    ignored = similarity_transform(src, dst, weights=[1, 1, 1, 0, 0])
+    np.testing.assert_allclose(ignored, similarity_transform(src[:3], dst[:3]), atol=1e-9)
+    # integer weights are the same as repeating points
+    repeated = similarity_transform(np.vstack([src, src[:1]]), np.vstack([dst, dst[:1]]))
+    np.testing.assert_allclose(
+        similarity_transform(src, dst, weights=[2, 1, 1, 1, 1]), repeated, atol=1e-9
+    )
+    with pytest.raises(ValueError, match="weights"):
+        similarity_transform(src, dst, weights=[1, 1, 1, 1, -1])
+
+
 def test_similarity_transform_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="same shape"):
         similarity_transform(np.zeros((5, 2)), np.zeros((4, 2)))
@@ -126,8 +142,11 @@ def test_template_scaling() -> None:
         (big.as_array() + 0.5) / 2 - 0.5, DLIB_150_TEMPLATE.as_array(), atol=1e-12
     )
     np.testing.assert_allclose(big.scaled(150).as_array(), DLIB_150_TEMPLATE.as_array())
+    assert big.weights == DLIB_150_TEMPLATE.weights
     with pytest.raises(ValueError):
         FaceTemplate("bad", 10, ((0, 0),) * 4, "nowhere")
+    with pytest.raises(ValueError, match="weights"):
+        FaceTemplate("bad", 10, ((1, 1),) * 5, "nowhere", weights=(1, 0, 0, 0, 0))
     assert set(TEMPLATES) == {"dlib-150", "arcface-112"}
     assert ARCFACE_112_TEMPLATE.to_dict()["points"][0] == [38.2946, 51.6963]
 
@@ -152,7 +171,7 @@ def test_align_face_puts_landmarks_on_template() -> None:
         img[y - 1 : y + 2, x - 1 : x + 2] = 255
     chip = align_face(img, landmarks + rng.normal(0, 0.1, landmarks.shape), tmpl)
     for x, y in tmpl.as_array():
-        xi, yi = int(round(x)), int(round(y))
+        xi, yi = round(x), round(y)
         assert chip[yi - 1 : yi + 2, xi - 1 : xi + 2].max() > 100
 
 

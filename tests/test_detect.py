@@ -4,6 +4,7 @@ whole detector on real LFW faces (also against a port of facenet-pytorch's detec
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import lfw_image
 from siamface.detect import MTCNN, Detections
 from siamface.detect.boxes import (
     crop_windows,
@@ -25,8 +27,6 @@ from siamface.detect.boxes import (
 from siamface.detect.mtcnn import pyramid_scales
 from siamface.detect.nets import NET_NAMES, keras_to_state_dict, load_keras_weights, load_networks
 from siamface.errors import ConfigError, ImageDecodeError
-
-from conftest import lfw_image
 
 # --------------------------------------------------------------------------------------------
 # Reference networks: the Caffe layout and forward of facenet-pytorch's models/mtcnn.py
@@ -259,9 +259,12 @@ def test_resample_crops_matches_area_interpolation_with_zero_padding():
     windows = torch.tensor([[3, 4, 40, 39], [-5, -7, 20, 9], [10, 20, 33, 45], [0, 0, 57, 41],
                             [20, 25, 26, 30]])
     index = torch.tensor([0, 0, 1, 0, 1])
-    flat, meta = integral_images(images)
+    table, meta = integral_images(images)
+    sizes = torch.tensor([[41, 57], [30, 25]])
     for size in (24, 48):
-        got = resample_crops(flat, meta, index, windows, size)
+        got = resample_crops(table, meta, index, windows, size, sizes, 127.5, 1 / 128)
+        assert got.shape == (5, 3, size, size)
+        got = got * 128 + 127.5
         for k, (x0, y0, x1, y1) in enumerate(windows.tolist()):
             image = images[int(index[k])].float()
             pad = F.pad(image, (max(0, -x0), max(0, x1 - image.shape[2]),
@@ -280,7 +283,7 @@ def test_crop_windows_follow_matlab_convention():
 def test_pyramid_scales():
     scales = pyramid_scales(250, 250, 20, 0.709)
     assert len(scales) == 8 and math.isclose(scales[0], 0.6)
-    assert all(math.isclose(b / a, 0.709) for a, b in zip(scales, scales[1:]))
+    assert all(math.isclose(b / a, 0.709) for a, b in itertools.pairwise(scales))
     assert min(250, 250) * scales[-1] >= 12 > min(250, 250) * scales[-1] * 0.709
     assert pyramid_scales(10, 300, 20, 0.709) == []
 

@@ -42,10 +42,11 @@ class FakeDetector:
 
 
 def _landmarks_in(box: np.ndarray) -> np.ndarray:
-    """Template landmarks placed inside a box (the box taken as the chip's middle 70%)."""
-    x1, y1, x2, y2 = box
+    """Template landmarks scaled (uniformly) into a box, as if the box were the chip's middle
+    70%: a similarity of the template."""
+    x1, y1, x2, _ = box
     unit = (DLIB_150_TEMPLATE.as_array() / 150 - 0.15) / 0.7
-    return (np.array([x1, y1]) + unit * [x2 - x1, y2 - y1]).astype(np.float32)
+    return (np.array([x1, y1]) + unit * (x2 - x1)).astype(np.float32)
 
 
 # a big face near the left edge, a smaller one in the middle, a tiny one in a corner

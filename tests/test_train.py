@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from _train_helpers import build_facecom
 from siamface.errors import ConfigError, DatasetError
 from siamface.train.config import TrainConfig, apply_overrides, load_config
-
-from _train_helpers import build_facecom
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")
@@ -168,18 +167,22 @@ def test_main_trains_both_stages(facecom, tmp_path, capsys):
     assert any((facecom / "Task_B" / "train").glob("*/distortion/*_fog.jpg"))
     out = tmp_path / "run"
     rc = main(["train", "--config", TINY, "--data", str(facecom), "--out", str(out),
-               "--set", "stage2.epochs=1"])
+               "--set", "stage2.epochs=1", "--set", "stage3.enabled=true",
+               "--set", "stage3.epochs=1"])
     assert rc == 0, capsys.readouterr().err
     for name in ("config.yaml", "metrics.csv", "metrics.json", "curves.png", "train_state.pt",
-                 "stage1.safetensors", "stage2.safetensors", "model.safetensors"):
+                 "stage1.safetensors", "stage2.safetensors", "stage3.safetensors",
+                 "model.safetensors"):
         assert (out / name).is_file(), name
     import json
 
     history = json.loads((out / "metrics.json").read_text())
     assert [r["stage"] for r in history].count("stage2") == 1
-    assert {"stage1", "stage2"} == {r["stage"] for r in history}
+    assert [r["stage"] for r in history][-1] == "stage3"
+    assert read_checkpoint_info(out / "stage1.safetensors").stored_groups == []
+    assert read_checkpoint_info(out / "stage2.safetensors").stored_groups == ["level256b", "fc"]
     info = read_checkpoint_info(out / "model.safetensors")
-    assert info.stored_groups == ["level256b", "fc"] and info.gender_trained
+    assert info.stored_groups == ["level256a", "level256b", "fc"] and info.gender_trained
     assert info.threshold_source.startswith("youden")
     assert info.training["config"]["stage2"]["epochs"] == 1
     import yaml
@@ -203,13 +206,17 @@ def test_unreadable_images_are_skipped_and_listed(facecom, tmp_path, capsys):
     (person / "broken_0009.jpg").write_bytes(b"not a jpeg at all")
     (person / "empty_0010.jpg").write_bytes(b"")
     out = tmp_path / "run"
-    rc = main(["train", "--config", TINY, "--data", str(data), "--out", str(out),
-               "--set", "stage2.enabled=false", "--set", "stage1.epochs=1"])
-    err = capsys.readouterr().err
-    assert rc == 0, err
-    skipped = (out / "skipped.txt").read_text()
-    assert "broken_0009.jpg" in skipped and "empty_0010.jpg" in skipped
-    assert "skipped 2 unreadable image(s)" in err and "broken_0009.jpg" in err
+    args = ["train", "--config", TINY, "--data", str(data), "--out", str(out),
+            "--cache-dir", str(tmp_path / "crops"), "--set", "stage2.enabled=false",
+            "--set", "stage1.epochs=1"]
+    for _ in range(2):  # the second run reads the chips and the errors from the crop cache
+        rc = main(args)
+        err = capsys.readouterr().err
+        assert rc == 0, err
+        skipped = (out / "skipped.txt").read_text()
+        assert "broken_0009.jpg" in skipped and "empty_0010.jpg" in skipped
+        assert "skipped 2 unreadable image(s)" in err and "broken_0009.jpg" in err
+    assert any((tmp_path / "crops").rglob("*.png"))
 
 
 def _person_folders(root: Path, persons: dict[str, int], lfw: Path) -> Path:
@@ -257,3 +264,19 @@ def test_no_genuine_pairs_fails(lfw_dir, tmp_path):
                                                   "Al_Sharpton": 1}, lfw_dir)
     with pytest.raises(DatasetError, match="none with 2 or more images"):
         load_datasets(DataConfig(root=str(root), layout="folders"))
+
+
+def test_pair_sampler_draws_valid_balanced_pairs():
+    import numpy as np
+
+    from siamface.train.loop import PairSampler
+
+    labels = np.array([0, 0, 1, 2, 2, 2, 3])
+    a, b, same = PairSampler(labels).draw(2001, np.random.default_rng(0))
+    assert same[0::2].all() and not same[1::2].any()
+    assert (labels[a[0::2]] == labels[b[0::2]]).all() and (a[0::2] != b[0::2]).all()
+    assert (labels[a[1::2]] != labels[b[1::2]]).all()
+    again = PairSampler(labels).draw(2001, np.random.default_rng(0))
+    assert all(np.array_equal(x, y) for x, y in zip((a, b, same), again))
+    with pytest.raises(DatasetError, match="no genuine pairs"):
+        PairSampler(np.array([0, 1, 2]))

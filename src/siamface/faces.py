@@ -35,18 +35,17 @@ from siamface.align import (
     FaceTemplate,
     center_crop,
     padded_crop,
-    similarity_transform,
     warp_affine,
 )
 from siamface.errors import ConfigError, UnknownNameError
 
 __all__ = [
-    "FaceCrop",
-    "FacePipeline",
     "CROP_MODES",
-    "SELECT_RULES",
     "DEFAULT_SELECT",
     "SCORE_SIGMA",
+    "SELECT_RULES",
+    "FaceCrop",
+    "FacePipeline",
     "rank_faces",
 ]
 
@@ -152,6 +151,12 @@ class FacePipeline:
         self.center_fraction = float(center_fraction)
         self._detector = detector
 
+    def __repr__(self) -> str:
+        return (
+            f"FacePipeline(crop={self.crop_mode!r}, select={self.select!r}, "
+            f"chip_size={self.chip_size}, template={self.template.name!r})"
+        )
+
     @property
     def detector(self) -> Any:
         """The face detector, built on first use."""
@@ -228,7 +233,7 @@ class FacePipeline:
         self, img: np.ndarray, box: np.ndarray, landmarks: np.ndarray, score: float, rule: str
     ) -> FaceCrop:
         if self.crop_mode == "aligned":
-            matrix = similarity_transform(landmarks, self.template.as_array())
+            matrix = self.template.transform_from(landmarks)
             chip = warp_affine(img, matrix, self.chip_size)
         else:
             chip = padded_crop(img, box, self.chip_size, pad=self.pad)

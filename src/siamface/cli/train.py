@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_parser", "run", "overrides_from_args"]
+__all__ = ["add_parser", "overrides_from_args", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

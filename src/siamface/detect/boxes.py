@@ -12,14 +12,14 @@ from typing import Literal
 import torch
 
 __all__ = [
+    "crop_windows",
+    "integral_images",
     "nms",
     "pairwise_overlap",
     "proposal_boxes",
     "regress_boxes",
-    "square_boxes",
-    "crop_windows",
-    "integral_images",
     "resample_crops",
+    "square_boxes",
 ]
 
 NmsMode = Literal["union", "min"]
@@ -151,23 +151,26 @@ def crop_windows(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def integral_images(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed-area tables of images (3, H, W) of any sizes, packed into one flat int64 tensor.
+    """Summed-area tables of images (3, H, W) of any sizes, packed into one (P, 3) tensor.
 
-    Returns ``(flat, meta)`` where ``meta`` (B, 3) holds each table's offset in ``flat``,
-    its height ``H + 1`` and its width ``W + 1``. Entry (c, y, x) of a table is the sum of
-    channel c over rows < y and columns < x, exactly (integer arithmetic).
+    Returns ``(table, meta)``: ``meta`` (B, 2) holds each image's first row in ``table`` and
+    its table width ``W + 1``. Row ``meta[b, 0] + y * (W + 1) + x`` of ``table`` is the sum
+    of each channel of image b over rows < y and columns < x, exactly (integer arithmetic:
+    int32 while the sums fit, int64 otherwise).
     """
+    largest = max((int(i.shape[1]) * int(i.shape[2]) for i in images), default=0)
+    dtype = torch.int32 if largest * 255 < 2**31 else torch.int64
     tables = []
     meta = []
     offset = 0
     for image in images:
-        c, h, w = image.shape
-        table = torch.zeros(c, h + 1, w + 1, dtype=torch.int64)
-        table[:, 1:, 1:] = image.to(torch.int64).cumsum(1).cumsum(2)
-        tables.append(table.reshape(-1))
-        meta.append((offset, h + 1, w + 1))
-        offset += table.numel()
-    return torch.cat(tables), torch.tensor(meta, dtype=torch.long).reshape(-1, 3)
+        _, h, w = image.shape
+        table = torch.zeros(h + 1, w + 1, 3, dtype=dtype)
+        torch.cumsum(image.permute(1, 2, 0).to(dtype).cumsum(0), 1, out=table[1:, 1:])
+        tables.append(table.reshape(-1, 3))
+        meta.append((offset, w + 1))
+        offset += (h + 1) * (w + 1)
+    return torch.cat(tables), torch.tensor(meta, dtype=torch.long).reshape(-1, 2)
 
 
 def _bin_edges(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
@@ -179,40 +182,40 @@ def _bin_edges(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[to
 
 
 def resample_crops(
-    flat: torch.Tensor,
+    table: torch.Tensor,
     meta: torch.Tensor,
     image_index: torch.Tensor,
     windows: torch.Tensor,
     size: int,
+    sizes: torch.Tensor,
+    mean: float = 0.0,
+    scale: float = 1.0,
 ) -> torch.Tensor:
     """Area-resample many windows to ``size`` x ``size`` in one go.
 
-    ``flat`` and ``meta`` come from :func:`integral_images`; ``windows`` (N, 4) from
-    :func:`crop_windows`, on images ``image_index`` (N,). Pixels outside the image count as
-    zeros. Each output pixel is the mean over its adaptive-average-pooling bin, so a window
-    inside the image gives exactly ``F.interpolate(crop, size, mode="area")``.
-    Returns float32 (N, 3, size, size) in pixel units, in channels-last memory format.
+    ``table`` and ``meta`` come from :func:`integral_images`, ``sizes`` (B, 2) holds each
+    image's height and width; ``windows`` (N, 4) come from :func:`crop_windows`, on images
+    ``image_index`` (N,). Pixels outside the image count as zeros. Each output pixel is the
+    mean over its adaptive-average-pooling bin, so a window inside the image gives exactly
+    ``F.interpolate(crop, size, mode="area")``; the result is then normalised as
+    ``(pixel - mean) * scale``. Returns float32 (N, 3, size, size), channels-last.
     """
     n = windows.shape[0]
     if n == 0:
-        return torch.zeros(0, 3, size, size)
-    offset, height, width = meta[image_index].unbind(1)
+        return torch.zeros(0, 3, size, size).contiguous(memory_format=torch.channels_last)
+    offset, width = meta[image_index].unbind(1)
+    height, image_width = sizes[image_index].unbind(1)
     x0, y0, x1, y1 = windows.unbind(1)
     xs, xe = _bin_edges(x0, x1 - x0, size)
     ys, ye = _bin_edges(y0, y1 - y0, size)
-    area = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).to(torch.float32)
-    # Clamping to the table makes everything outside the image contribute zero.
-    ys = ys.clamp(min=0).minimum(height[:, None] - 1)
-    ye = ye.clamp(min=0).minimum(height[:, None] - 1)
-    xs = xs.clamp(min=0).minimum(width[:, None] - 1)
-    xe = xe.clamp(min=0).minimum(width[:, None] - 1)
-    # One gather over the grid of all bin edges: rows (ys, ye) x columns (xs, xe), with the
-    # channel last so that the result comes out channels-last, as the networks prefer.
-    rows = torch.cat([ys, ye], dim=1) * width[:, None]  # (N, 2S)
-    cols = torch.cat([xs, xe], dim=1)  # (N, 2S)
-    plane = (height * width)[:, None, None, None] * torch.arange(3)[None, None, None, :]
-    index = offset[:, None, None, None] + plane + rows[:, :, None, None] + cols[:, None, :, None]
-    grid = flat[index]  # (N, 2S, 2S, 3)
+    factor = scale / ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).to(torch.float32)
+    # Clamping to the image makes everything outside it contribute zero.
+    rows = torch.cat([ys, ye], dim=1).clamp_(min=0).minimum(height[:, None])  # (N, 2S)
+    cols = torch.cat([xs, xe], dim=1).clamp_(min=0).minimum(image_width[:, None])
+    # One gather of the grid of all bin edges, rows (ys, ye) x columns (xs, xe).
+    index = (offset[:, None] + rows * width[:, None])[:, :, None] + cols[:, None, :]
+    grid = table.index_select(0, index.reshape(-1)).reshape(n, 2 * size, 2 * size, 3)
     s = size
     sums = grid[:, s:, s:] - grid[:, :s, s:] - grid[:, s:, :s] + grid[:, :s, :s]
-    return (sums.to(torch.float32) / area[..., None]).permute(0, 3, 1, 2)
+    out = sums.to(torch.float32).mul_(factor[..., None]).sub_(mean * scale)
+    return out.permute(0, 3, 1, 2)

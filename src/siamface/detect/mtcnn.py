@@ -5,12 +5,12 @@ The algorithm follows facenet-pytorch's ``detect_face`` (itself a port of the Ma
 the same pyramid, thresholds, regression and non-maximum suppression conventions, with two
 differences: crops that reach past the image border are padded with zeros as in the Matlab
 original (facenet-pytorch clips them, which distorts them), and everything after P-Net is
-vectorised (all crops of all images are resampled and classified in one go).
+vectorised: the crops of all images are resampled at once from integral images, and
+classified in cache-sized chunks.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import overload
@@ -36,6 +36,30 @@ __all__ = ["MTCNN", "Detections", "pyramid_scales"]
 
 _MEAN = 127.5
 _SCALE = 0.0078125  # 1 / 128
+# Crops per R-Net / O-Net call and pixels per P-Net call: small enough that activations stay
+# in cache (one big call is slower than several cache-sized ones on CPU).
+_CROPS_PER_CALL = (128, 32)
+_PNET_PIXELS_PER_CALL = 120_000
+
+_CropSource = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _crops(
+    source: _CropSource, image_index: torch.Tensor, boxes: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Normalised ``size`` x ``size`` crops of ``boxes`` (zero-padded past the border)."""
+    table, meta, sizes = source
+    return resample_crops(
+        table, meta, image_index, crop_windows(boxes), size, sizes, _MEAN, _SCALE
+    )
+
+
+def _chunked(net: torch.nn.Module, x: torch.Tensor, chunk: int) -> tuple[torch.Tensor, ...]:
+    """``net(x)`` in chunks of ``chunk`` along the batch, outputs concatenated."""
+    if x.shape[0] <= chunk:
+        return net(x)
+    parts = [net(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)]
+    return tuple(torch.cat(p) for p in zip(*parts, strict=True))
 
 
 @dataclass(frozen=True)
@@ -149,9 +173,11 @@ class MTCNN:
             return []
         tensors = [torch.from_numpy(p[0]).permute(2, 0, 1) for p in prepared]
         boxes, image_index = self._propose(tensors)
-        flat, meta = integral_images(tensors)
-        boxes, image_index = self._refine(boxes, image_index, flat, meta)
-        boxes, scores, points, image_index = self._output(boxes, image_index, flat, meta)
+        table, meta = integral_images(tensors)
+        sizes = torch.tensor([tuple(t.shape[1:]) for t in tensors], dtype=torch.long)
+        crops = (table, meta, sizes)
+        boxes, image_index = self._refine(boxes, image_index, crops)
+        boxes, scores, points, image_index = self._output(boxes, image_index, crops)
         results = []
         for i, (_, ratio) in enumerate(prepared):
             mine = image_index == i
@@ -181,6 +207,8 @@ class MTCNN:
             )
         height, width = image.shape[:2]
         if max(height, width) <= self.max_side:
+            if not image.flags.writeable:  # torch.from_numpy warns on read-only arrays
+                image = image.copy()
             return np.ascontiguousarray(image), 1.0
         shrink = self.max_side / max(height, width)
         size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
@@ -193,44 +221,43 @@ class MTCNN:
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
             by_size.setdefault(tuple(image.shape[1:]), []).append(i)
-        all_boxes, all_scores, all_offsets, all_groups = [], [], [], []
-        level = 0
+        all_boxes, all_scores, all_offsets, all_images = [], [], [], []
         for (height, width), members in by_size.items():
-            # (B, 3, H, W) in channels-last memory format, as the networks prefer.
-            batch = torch.stack([images[i].permute(1, 2, 0) for i in members])
-            batch = batch.permute(0, 3, 1, 2).float()
+            batch = torch.stack([images[i] for i in members]).float()
             members_t = torch.tensor(members)
-            for scale in pyramid_scales(height, width, self.min_face_size, self.factor):
+            scales = pyramid_scales(height, width, self.min_face_size, self.factor)
+            for scale in scales:
                 size = (int(height * scale + 1), int(width * scale + 1))
                 scaled = (F.adaptive_avg_pool2d(batch, size) - _MEAN) * _SCALE
-                reg, prob = self.pnet(scaled)
+                per_call = max(1, _PNET_PIXELS_PER_CALL // (size[0] * size[1]))
+                reg, prob = _chunked(self.pnet, scaled, per_call)
                 boxes, scores, offsets, local = proposal_boxes(
                     reg, prob, scale, self.thresholds[0]
                 )
+                # NMS within each image at this level (one call: padded per-image blocks).
                 keep = nms(boxes, scores, 0.5, groups=local)
                 all_boxes.append(boxes[keep])
                 all_scores.append(scores[keep])
                 all_offsets.append(offsets[keep])
-                all_groups.append(members_t[local[keep]])
-                level += 1
+                all_images.append(members_t[local[keep]])
         if not all_boxes:
             return torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
         boxes = torch.cat(all_boxes)
         scores = torch.cat(all_scores)
         offsets = torch.cat(all_offsets)
-        image_index = torch.cat(all_groups)
+        image_index = torch.cat(all_images)
         keep = nms(boxes, scores, 0.7, groups=image_index)
         boxes = square_boxes(regress_boxes(boxes[keep], offsets[keep], plus_one=False))
         return boxes, image_index[keep]
 
     def _refine(
-        self, boxes: torch.Tensor, image_index: torch.Tensor, flat: torch.Tensor, meta: torch.Tensor
+        self, boxes: torch.Tensor, image_index: torch.Tensor, crops: _CropSource
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 2: R-Net on 24x24 crops of all candidates; refined squared boxes."""
         if boxes.shape[0] == 0:
             return boxes, image_index
-        crops = resample_crops(flat, meta, image_index, crop_windows(boxes), 24)
-        offsets, scores = self.rnet((crops - _MEAN) * _SCALE)
+        x = _crops(crops, image_index, boxes, 24)
+        offsets, scores = _chunked(self.rnet, x, _CROPS_PER_CALL[0])
         passed = scores > self.thresholds[1]
         boxes, scores, offsets = boxes[passed], scores[passed], offsets[passed]
         image_index = image_index[passed]
@@ -239,14 +266,14 @@ class MTCNN:
         return boxes, image_index[keep]
 
     def _output(
-        self, boxes: torch.Tensor, image_index: torch.Tensor, flat: torch.Tensor, meta: torch.Tensor
+        self, boxes: torch.Tensor, image_index: torch.Tensor, crops: _CropSource
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Stage 3: O-Net on 48x48 crops; final boxes, scores, landmarks (N, 5, 2), image
         index, ordered by image then decreasing score."""
         if boxes.shape[0] == 0:
             return boxes, torch.zeros(0), torch.zeros(0, 5, 2), image_index
-        crops = resample_crops(flat, meta, image_index, crop_windows(boxes), 48)
-        offsets, marks, scores = self.onet((crops - _MEAN) * _SCALE)
+        x = _crops(crops, image_index, boxes, 48)
+        offsets, marks, scores = _chunked(self.onet, x, _CROPS_PER_CALL[1])
         passed = scores > self.thresholds[2]
         boxes, scores, offsets, marks = boxes[passed], scores[passed], offsets[passed], marks[passed]
         image_index = image_index[passed]

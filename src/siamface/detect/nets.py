@@ -29,13 +29,13 @@ from torch import nn
 from siamface.errors import WeightsNotFoundError
 
 __all__ = [
+    "ONet",
     "PNet",
     "RNet",
-    "ONet",
-    "mtcnn_weights_path",
-    "load_keras_weights",
     "keras_to_state_dict",
+    "load_keras_weights",
     "load_networks",
+    "mtcnn_weights_path",
 ]
 
 NET_NAMES = ("pnet", "rnet", "onet")

@@ -15,7 +15,7 @@ from siamface.data import FaceDataset, open_dataset, person_split
 from siamface.errors import DatasetError, SiamfaceError
 from siamface.train.config import DataConfig
 
-__all__ = ["TrainData", "load_datasets", "check_trainable", "load_chips", "prepare_data"]
+__all__ = ["TrainData", "check_trainable", "load_chips", "load_datasets", "prepare_data"]
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def prepare_data(config: DataConfig, pipeline, *, seed: int = 0,
                 f"none of the {len(dataset)} images of {dataset.name} could be read; first "
                 f"error: {bad[0][0]}: {bad[0][1]}" if bad else f"{dataset.name} is empty"
             )
-        kept_set = set(int(i) for i in kept)
+        kept_set = {int(i) for i in kept}
         subset = FaceDataset([r for i, r in enumerate(dataset) if i in kept_set],
                              name=dataset.name)
         parts.append((subset, chips))

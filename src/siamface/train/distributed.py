@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_mean", "barrier", "shutdown"]
+__all__ = ["DistInfo", "all_reduce_mean", "barrier", "init_distributed", "shutdown"]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from torch import nn
 from siamface.errors import ConfigError
 from siamface.model import SiameseMultiTask
 
-__all__ = ["GroupRunner", "TopModel", "make_views", "trunk_activations", "group_names"]
+__all__ = ["GroupRunner", "TopModel", "advance", "group_names", "make_views", "trunk_activations"]
 
 
 def group_names(backbone: nn.Module) -> list[str]:
@@ -161,5 +161,3 @@ def advance(runner: GroupRunner, activations: torch.Tensor, start: int, stop: in
     out = torch.cat(outs)
     return out.reshape(n, v, *out.shape[1:])
 
-
-__all__.append("advance")

@@ -12,7 +12,7 @@ from typing import Any
 
 from siamface._atomic import atomic_path, atomic_write_text
 
-__all__ = ["write_config", "write_history_csv", "write_json", "write_curves"]
+__all__ = ["write_config", "write_curves", "write_history_csv", "write_json"]
 
 
 def write_config(path: str | os.PathLike, config: dict[str, Any]) -> None:

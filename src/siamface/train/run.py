@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from siamface.checkpoint import save_checkpoint
-from siamface.data import FaceDataset, TrainingPairs, evaluation_pairs
+from siamface.data import FaceDataset, evaluation_pairs
 from siamface.errors import ConfigError
 from siamface.metrics import youden_threshold
 from siamface.model import SiameseMultiTask
@@ -21,7 +21,7 @@ from siamface.train.config import TrainConfig, config_to_dict
 from siamface.train.data import TrainData, prepare_data
 from siamface.train.distributed import DistInfo, barrier, init_distributed
 from siamface.train.features import GroupRunner, TopModel, advance, trunk_activations
-from siamface.train.loop import StageInputs, evaluate, train_epoch
+from siamface.train.loop import PairSampler, StageInputs, evaluate, train_epoch
 from siamface.train.objective import MultiTaskLoss, gender_class_weights
 from siamface.train.report import write_config, write_curves, write_history_csv, write_json
 from siamface.train.stages import (
@@ -33,7 +33,7 @@ from siamface.train.stages import (
 )
 from siamface.train.state import load_state, save_state, trained_state
 
-__all__ = ["TrainResult", "train", "build_model", "RUN_FILES"]
+__all__ = ["RUN_FILES", "TrainResult", "build_model", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def _stage_inputs(acts: torch.Tensor, val_acts: torch.Tensor, data: TrainData,
         train_x=acts,
         train_gender=torch.from_numpy(data.train.gender_labels()),
         train_person=torch.from_numpy(data.train.person_labels()),
-        pairs=TrainingPairs(data.train, _pairs_per_epoch(config, data.train),
-                            seed=config.run.seed),
+        sampler=PairSampler(data.train.person_labels()),
+        pairs_per_epoch=_pairs_per_epoch(config, data.train),
         val_x=val_acts,
         val_gender=torch.from_numpy(data.val.gender_labels()),
         val_person=torch.from_numpy(data.val.person_labels()),
@@ -220,24 +220,15 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
     if state:
         model.load_state_dict(state["model"], strict=False)
         torch.set_rng_state(state["rng"])
-    top: TopModel | None = None
-    inputs: StageInputs | None = None
-    for si, (key, stage) in enumerate(stages):
-        boundary = boundaries[si]
-        unlock(model, stage)
-        top = TopModel(model, runner, boundary)
-        inputs = _stage_inputs(*activations[boundary], data, config, val_pairs)
-        if state is not None and (si < state["stage_index"] or (
-                si == state["stage_index"] and state["stage_done"])):
-            continue
-        _run_stage(si, key, stage, model, top, inputs, loss_fn, config, info, progress,
-                   history, kept_groups, out_dir,
-                   state if state is not None and si == state["stage_index"] else None)
-        state = None
-        if info.is_main:
-            _stage_checkpoint(out_dir / f"{key}.safetensors", model, top, inputs, loss_fn,
-                              config, stage.unlocked_groups, info)
-    assert top is not None and inputs is not None
+    threads = torch.get_num_threads()
+    if config.run.train_threads:
+        torch.set_num_threads(config.run.train_threads)
+    try:
+        top, inputs = _run_stages(stages, boundaries, model, runner, activations, data, config,
+                                  val_pairs, loss_fn, info, progress, history, kept_groups,
+                                  out_dir, state)
+    finally:
+        torch.set_num_threads(threads)
     final = evaluate(top, loss_fn, inputs, info.device)
     threshold = youden_threshold(final.distances, final.same)
     metrics = final.metrics(threshold)
@@ -255,6 +246,28 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
     model.eval()
     return TrainResult(out_dir, checkpoint, history, metrics, float(threshold), data.skipped,
                        model)
+
+
+def _run_stages(stages, boundaries, model, runner, activations, data, config, val_pairs,
+                loss_fn, info, progress, history, kept_groups, out_dir, state
+                ) -> tuple[TopModel, StageInputs]:
+    """Every enabled stage in order, skipping those a resumed state has finished."""
+    for si, (key, stage) in enumerate(stages):
+        boundary = boundaries[si]
+        unlock(model, stage)
+        top = TopModel(model, runner, boundary)
+        inputs = _stage_inputs(*activations[boundary], data, config, val_pairs)
+        if state is not None and (si < state["stage_index"] or (
+                si == state["stage_index"] and state["stage_done"])):
+            continue
+        _run_stage(si, key, stage, model, top, inputs, loss_fn, config, info, progress,
+                   history, kept_groups, out_dir,
+                   state if state is not None and si == state["stage_index"] else None)
+        state = None
+        if info.is_main:
+            _stage_checkpoint(out_dir / f"{key}.safetensors", model, top, inputs, loss_fn,
+                              config, stage.unlocked_groups, info)
+    return top, inputs
 
 
 def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
@@ -284,7 +297,7 @@ def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
     for epoch in range(start, stage.epochs):
         began = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        steps = -(-_pairs_per_epoch(config, inputs.pairs.dataset) // config.run.batch_size)
+        steps = -(-inputs.pairs_per_epoch // config.run.batch_size)
         if config.run.max_steps_per_epoch:
             steps = min(steps, config.run.max_steps_per_epoch)
         bar = progress.bar(steps, f"{key} epoch {epoch + 1}/{stage.epochs}", "step")
@@ -293,8 +306,7 @@ def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
                 top, module, loss_fn, optimizer, inputs, seed=config.run.seed,
                 stage_index=si, epoch=epoch, batch_size=config.run.batch_size,
                 max_steps=config.run.max_steps_per_epoch, info=info,
-                on_step=lambda _s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.4f}",
-                                                                         refresh=False)))
+                on_step=_bar_callback(bar))
         finally:
             bar.close()
         scheduler.step()
@@ -326,6 +338,14 @@ def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
             write_json(out_dir / RUN_FILES["history_json"], history)
         if done:
             break
+
+
+def _bar_callback(bar):
+    def on_step(_step: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    return on_step
 
 
 def _stage_checkpoint(path: Path, model: SiameseMultiTask, top: TopModel, inputs: StageInputs,

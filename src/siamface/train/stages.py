@@ -9,8 +9,13 @@ from torch import nn
 from siamface.model import SiameseMultiTask
 from siamface.train.config import StageConfig
 
-__all__ = ["unlock", "trainable_parameters", "build_optimizer", "build_scheduler",
-           "unlocked_group_names"]
+__all__ = [
+    "build_optimizer",
+    "build_scheduler",
+    "trainable_parameters",
+    "unlock",
+    "unlocked_group_names",
+]
 
 
 def unlocked_group_names(model: SiameseMultiTask, unlocked_groups: int) -> list[str]:

@@ -15,7 +15,7 @@ from siamface._atomic import atomic_path
 from siamface.errors import CheckpointError
 from siamface.model import SiameseMultiTask
 
-__all__ = ["STATE_VERSION", "trained_names", "trained_state", "save_state", "load_state"]
+__all__ = ["STATE_VERSION", "load_state", "save_state", "trained_names", "trained_state"]
 
 STATE_VERSION = 1
 

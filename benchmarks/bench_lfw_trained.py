@@ -1,0 +1,225 @@
+"""LFW 10-fold protocol with training.
+
+For each View 2 fold k: train both stages on the images of every LFW person who is not in
+fold k's pairs (10% of those people held out for early stopping and the threshold, calibrated
+with Youden's J), then score fold k's 600 pairs at that calibrated threshold and the gender of
+every labelled image of fold k's people. Reports mean +- std over the folds for verification
+accuracy, gender accuracy, balanced accuracy and female F1, beside the untrained baseline in
+the same table: dlib embeddings with the protocol threshold (chosen on the other 9 folds'
+pairs) and a plain logistic regression on dlib embeddings for gender (fit on the same
+training people).
+
+Chips of all LFW images (MTCNN, aligned) and the frozen trunk's activations are computed once
+and kept under ``.cache/`` (see ``benchmarks/_lfw_cache.py``), so the folds reuse them.
+
+Usage (repository root):
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_lfw_trained.py            # 10 folds
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_lfw_trained.py --limit-folds 1
+    ... --distort fog            # the second image of each pair distorted (on its chip)
+    ... --set stage2.epochs=5    # any training config override
+``--allow-partial`` uses whatever chips the cache already holds (pairs with a missing image
+are left out and counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _lfw_cache import DEFAULT_CACHE, DEFAULT_LFW, lfw_records, trunk_cache
+
+TARGETS = {"verification": 0.993, "gender_accuracy": 0.985, "balanced_accuracy": 0.983,
+           "female_f1": 0.970}
+
+
+@torch.no_grad()
+def _heads(model, runner, acts: torch.Tensor, start: int) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    embs, logits = [], []
+    for i in range(0, len(acts), 512):
+        emb, logit = model.heads(runner.run(acts[i:i + 512], start))
+        embs.append(emb.numpy())
+        logits.append(logit.numpy())
+    return np.concatenate(embs), np.concatenate(logits)
+
+
+@torch.no_grad()
+def _distorted_features(model, runner, chips, idx: np.ndarray, kind: str, start: int
+                        ) -> torch.Tensor:
+    from siamface.augment import distort
+
+    out = []
+    for i in range(0, len(idx), 64):
+        batch = np.stack([distort(np.asarray(chips[j]), kind, seed=int(j)) for j in idx[i:i + 64]])
+        out.append(runner.run(model.backbone.preprocess(batch), 0, start))
+    return torch.cat(out)
+
+
+def _gender(labels: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+    from siamface.metrics import gender_report
+
+    r = gender_report(labels, prob)
+    return {"gender_accuracy": r["accuracy"], "balanced_accuracy": r["balanced_accuracy"],
+            "female_f1": r["per_class"]["female"]["f1"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--config", default=None, help="training config (default: built-in)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE")
+    parser.add_argument("--limit-folds", type=int, default=10)
+    parser.add_argument("--distort", default=None, metavar="KIND",
+                        help="distort the second image of each pair (siamface.augment kinds)")
+    parser.add_argument("--allow-partial", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-lfw-trained"))
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    args = parser.parse_args(argv)
+
+    from sklearn.linear_model import LogisticRegression
+
+    from siamface.data import FaceDataset, fold_persons, index_lfw_pairs, person_split, read_view2
+    from siamface.metrics import kfold_verification, verification_accuracy
+    from siamface.train import apply_overrides, load_config, train
+    from siamface.train.data import TrainData
+    from siamface.train.features import GroupRunner, advance
+    from siamface.train.run import build_model
+
+    config = apply_overrides(load_config(args.config), ["data.layout=lfw", "run.progress=false",
+                                                        *args.overrides])
+    started = time.time()
+    dataset, chips, avail = lfw_records(args.lfw, args.cache, allow_partial=args.allow_partial)
+    model0 = build_model(config)
+    runner = GroupRunner(model0.backbone)
+    stages = config.stages()
+    boundaries = [runner.boundary(s.unlocked_groups) for _, s in stages]
+    low = min(boundaries)
+    store, done = trunk_cache(model0, chips, avail, low, args.cache)
+    avail = avail & done
+    print(f"LFW: {int(avail.sum())}/{len(dataset)} images with chips and trunk activations "
+          f"({time.time() - started:.0f} s)", flush=True)
+    n_groups = len(runner)
+    all_idx = np.flatnonzero(avail)
+    emb0 = np.zeros((len(dataset), model0.embedding_dim), np.float32)
+    feats = advance(runner, torch.from_numpy(np.asarray(store[all_idx][:, :1])), low, n_groups)
+    emb0[all_idx] = feats[:, 0].numpy()
+
+    pairs = read_view2(args.lfw)
+    ipairs = index_lfw_pairs(dataset, pairs)
+    usable = np.array([avail[p.a] and avail[p.b] for p in ipairs])
+    pa = np.array([p.a for p in ipairs])
+    pb = np.array([p.b for p in ipairs])
+    same = np.array([p.same for p in ipairs])
+    fold_of = np.array([p.fold for p in pairs])
+    labels = dataset.gender_labels()
+
+    second = {}
+    if args.distort:  # distorted chip features of each pair's second image, untrained trunk
+        need = np.unique(pb[usable])
+        second = dict(zip(need.tolist(), _distorted_features(
+            model0, runner, chips, need, args.distort, low).numpy()))
+
+    def second_acts(b_idx: np.ndarray) -> torch.Tensor:
+        if not args.distort:
+            return torch.from_numpy(np.asarray(store[b_idx][:, 0]))
+        return torch.from_numpy(np.stack([second[int(i)] for i in b_idx]))
+
+    # untrained baseline distances over all folds (protocol threshold from the other folds)
+    d0 = np.linalg.norm(emb0[pa] - emb0[pb], axis=1)
+    if args.distort:
+        with torch.no_grad():
+            for f in range(10):
+                sel = np.flatnonzero(usable & (fold_of == f))
+                eb = runner.run(second_acts(pb[sel]), low).numpy()
+                d0[sel] = np.linalg.norm(emb0[pa[sel]] - eb, axis=1)
+    base_k = kfold_verification(d0[usable], same[usable], fold_of[usable])
+
+    rows = []
+    folds = list(range(min(args.limit_folds, 10)))
+    for k in folds:
+        t0 = time.time()
+        banned = fold_persons(pairs, k)
+        train_idx = np.array([i for i in all_idx if dataset[i].person_id not in banned])
+        train_all = FaceDataset([dataset[int(i)] for i in train_idx], name=f"LFW without fold {k}")
+        tr, va = person_split(train_all, args.val_fraction, seed=config.run.seed)
+        pos = {r.path: i for r, i in zip(train_all, train_idx)}
+        tr_idx = np.array([pos[r.path] for r in tr])
+        va_idx = np.array([pos[r.path] for r in va])
+        acts = {}
+        tr_low = torch.from_numpy(np.asarray(store[tr_idx]))
+        va_low = torch.from_numpy(np.asarray(store[va_idx][:, :1]))
+        for b in sorted(set(boundaries)):
+            acts[b] = (advance(runner, tr_low, low, b), advance(runner, va_low, low, b))
+        del tr_low, va_low
+        empty = np.zeros((0, 150, 150, 3), np.uint8)
+        data = TrainData(tr, va, empty, empty)
+        cfg = apply_overrides(config, [f"run.out_dir={args.out / f'fold{k}'}"])
+        result = train(cfg, data=data, model=build_model(cfg), activations=acts)
+        model = result.model
+        sel = np.flatnonzero(usable & (fold_of == k))
+        ea, _ = _heads(model, runner, torch.from_numpy(np.asarray(store[pa[sel]][:, 0])), low)
+        eb, _ = _heads(model, runner, second_acts(pb[sel]), low)
+        d = np.linalg.norm(ea - eb, axis=1)
+        acc = verification_accuracy(d, same[sel], result.threshold)
+        # gender of every labelled image of the fold's people
+        g_idx = np.array([i for i in all_idx if dataset[i].person_id in banned and labels[i] >= 0])
+        _, logit = _heads(model, runner, torch.from_numpy(np.asarray(store[g_idx][:, 0])), low)
+        trained_gender = _gender(labels[g_idx], 1 / (1 + np.exp(-logit)))
+        # untrained baseline for this fold: protocol accuracy, LR gender on dlib embeddings
+        lr_idx = np.array([i for i in train_idx if labels[i] >= 0])
+        lr = LogisticRegression(max_iter=2000).fit(emb0[lr_idx], labels[lr_idx])
+        base_gender = _gender(labels[g_idx], lr.predict_proba(emb0[g_idx])[:, 1])
+        row = {"fold": k, "pairs": int(sel.size), "gender_images": int(g_idx.size),
+               "train_images": len(tr), "val_images": len(va),
+               "threshold": result.threshold, "verification": acc,
+               "baseline_verification": float(base_k["accuracies"][k]),
+               **trained_gender, **{f"baseline_{n}": v for n, v in base_gender.items()},
+               "epochs": {s: sum(r["stage"] == s for r in result.history) for s, _ in stages},
+               "seconds": round(time.time() - t0, 1)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    def ms(key: str) -> str:
+        v = np.array([r[key] for r in rows], dtype=np.float64)
+        scale = 1 if key == "female_f1" or key.endswith("female_f1") else 100
+        unit = "" if scale == 1 else "%"
+        return f"{v.mean() * scale:.2f}{unit} +- {v.std() * scale:.2f}" if scale != 1 else \
+            f"{v.mean():.3f} +- {v.std():.3f}"
+
+    title = f"LFW View 2, {len(rows)} fold(s)" + (f", second image {args.distort}"
+                                                  if args.distort else "")
+    table = [
+        f"## {title}", "",
+             "| model | verification | gender accuracy | balanced accuracy | female F1 |",
+             "| --- | --- | --- | --- | --- |",
+        (f"| untrained dlib (protocol threshold) + logistic regression gender | "
+         f"{ms('baseline_verification')} | {ms('baseline_gender_accuracy')} | "
+         f"{ms('baseline_balanced_accuracy')} | {ms('baseline_female_f1')} |"),
+        (f"| trained (two stages, calibrated threshold) | {ms('verification')} | "
+         f"{ms('gender_accuracy')} | {ms('balanced_accuracy')} | {ms('female_f1')} |"),
+        (f"| target | {TARGETS['verification']:.1%} | {TARGETS['gender_accuracy']:.1%} | "
+         f"{TARGETS['balanced_accuracy']:.1%} | {TARGETS['female_f1']:.3f} |"), "",
+        (f"untrained dlib over all 10 folds: {base_k['mean']:.2%} +- {base_k['std']:.2%}; "
+         f"pairs used {int(usable.sum())}/6000; images {int(avail.sum())}/{len(dataset)}; "
+         f"total {time.time() - started:.0f} s"),
+    ]
+    print("\n".join(table))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"rows": rows, "table": table},
+                                                      indent=2, default=float))
+    (args.out / "results.md").write_text("\n".join(table) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
