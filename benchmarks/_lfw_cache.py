@@ -114,17 +114,6 @@ def lfw_chips(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *, verbose: 
     return paths, chips, done > 0
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--shard", default="0/1", help="i/n: fill every n-th missing image")
-    args = parser.parse_args()
-    shard, shards = (int(v) for v in args.shard.split("/"))
-    paths, chips, detected = lfw_chips(args.lfw, args.cache, shard=shard, shards=shards)
-    print(f"{len(paths)} chips, {int(detected.sum())} detected")
-
-
 def lfw_records(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *,
                 allow_partial: bool = False):
     """(FaceDataset of LFW, chips memmap in dataset order, available mask). Without
@@ -145,10 +134,11 @@ def lfw_records(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *,
 
 
 def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
-                cache: Path = DEFAULT_CACHE, batch_size: int = 64, verbose: bool = True
-                ) -> tuple[np.ndarray, np.ndarray]:
+                cache: Path = DEFAULT_CACHE, batch_size: int = 64, verbose: bool = True,
+                shard: int = 0, shards: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Trunk activations after ``boundary`` groups for views (orig, flip) of every chip in
-    ``mask``: a float32 memmap (N, 2, ...) on disk, filled incrementally, and its done mask."""
+    ``mask``: a float32 memmap (N, 2, ...) on disk, filled incrementally, and its done mask.
+    ``shard``/``shards`` split the missing rows between processes."""
     import torch
 
     from siamface.faces import FacePipeline
@@ -164,11 +154,13 @@ def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
     folder.mkdir(parents=True, exist_ok=True)
     n = len(chips)
     file = folder / "acts.f32"
-    acts = np.memmap(file, dtype=np.float32, mode="r+" if file.exists() else "w+",
-                     shape=(n, 2, *shape))
-    done_file = folder / "done.npy"
-    done = np.load(done_file) if done_file.exists() else np.zeros(n, dtype=bool)
-    todo = np.flatnonzero(mask & ~done)
+    if not file.exists():
+        with open(file, "ab") as fh:
+            fh.truncate(n * 2 * int(np.prod(shape)) * 4)
+    acts = np.memmap(file, dtype=np.float32, mode="r+", shape=(n, 2, *shape))
+    done_file = folder / f"done-{shard}.npy"
+    done = _load_done(folder, n) > 0
+    todo = np.flatnonzero(mask & ~done)[shard::shards]
     start = time.time()
     for k in range(0, len(todo), 512):
         idx = todo[k:k + 512]
@@ -177,9 +169,39 @@ def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
         acts[idx] = out.numpy()
         acts.flush()
         done[idx] = True
-        np.save(done_file, done)
+        tmp = done_file.with_name(f".{done_file.name}")
+        np.save(tmp, done.astype(np.int8))
+        tmp.replace(done_file)
         if verbose:
             rate = (k + len(idx)) / (time.time() - start)
             print(f"trunk cache: {k + len(idx)}/{len(todo)} ({rate:.1f} img/s)",
                   file=sys.stderr, flush=True)
-    return np.memmap(file, dtype=np.float32, mode="r", shape=(n, 2, *shape)), done
+    return (np.memmap(file, dtype=np.float32, mode="r", shape=(n, 2, *shape)),
+            _load_done(folder, n) > 0)
+
+
+def _fill_trunk(shard: int, shards: int, lfw: Path, cache: Path) -> None:
+    from siamface.train import load_config
+    from siamface.train.features import GroupRunner
+    from siamface.train.run import build_model
+
+    _, chips, avail = lfw_records(lfw, cache, allow_partial=True)
+    model = build_model(load_config(None))
+    boundary = GroupRunner(model.backbone).boundary(2)
+    trunk_cache(model, chips, avail, boundary, cache, shard=shard, shards=shards)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--shard", default="0/1", help="i/n: fill every n-th missing image")
+    parser.add_argument("--trunk", action="store_true",
+                        help="fill the stage-2 trunk activation cache of the cached chips")
+    args = parser.parse_args()
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    if args.trunk:
+        _fill_trunk(shard, shards, args.lfw, args.cache)
+        sys.exit(0)
+    paths, chips, detected = lfw_chips(args.lfw, args.cache, shard=shard, shards=shards)
+    print(f"{int(detected.sum())}/{len(paths)} chips cached")

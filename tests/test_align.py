@@ -213,33 +213,46 @@ def test_warp_affine_matches_dlib_get_face_chip(dlib_setup) -> None:
 @pytest.mark.lfw
 @pytest.mark.slow
 def test_template_rederived_and_chip_corners_agree_with_dlib(dlib_setup) -> None:
+    """A 60-face version of scripts/derive_dlib_template.py (400 faces to derive, 500 to check)."""
     script, reference, mtcnn, lfw = dlib_setup
     pool = script.lfw_sample(lfw, 200, seed=123)
     faces = script.collect_faces(reference, pool[:90], 60)
     points, used = script.derive_template(reference, mtcnn, faces)
-    assert used >= 55
-    err = np.hypot(*(points - DLIB_150_TEMPLATE.as_array()).T)
-    assert err.max() < 1.5, f"template drift per point {np.round(err, 2)}"
     check = script.collect_faces(reference, pool[90:], 60)
     dist = script.corner_distances(reference, mtcnn, check, DLIB_150_TEMPLATE)
-    assert len(dist) >= 55
+    assert used >= 55 and len(dist) >= 55
+    err = np.hypot(*(points - DLIB_150_TEMPLATE.as_array()).T)
+    weighted = np.asarray(DLIB_150_TEMPLATE.weights) > 0
+    # the points the fit uses are stable to 1.5 px; the mouth (weight 0: it moves with
+    # expression) varies more between samples of 60
+    assert err[weighted].max() < 1.5, f"template drift per point {np.round(err, 2)}"
+    assert err.max() < 4.0, f"template drift per point {np.round(err, 2)}"
+    # where our chip's corners fall in the image vs dlib's chip (500 faces: 2.76 px)
     assert np.median(dist) <= 3.0
 
 
 @pytest.mark.lfw
 def test_aligned_chip_has_landmarks_where_template_says(lfw_dir) -> None:
+    """Re-detected on our chips, MTCNN's landmarks sit near the template. MTCNN is not exactly
+    equivariant (re-detection moves points by a few px, more with pose), so the check is on the
+    median over 12 faces: on dlib's own chips the median distance is about 2 px for the eyes
+    and 5 px for nose and mouth (scripts/derive_dlib_template.py, 400 faces)."""
     from siamface.detect import MTCNN
     from siamface.io import load_image
 
     mtcnn = MTCNN()
     tmpl = DLIB_150_TEMPLATE
-    for name in ("Aaron_Eckhart", "Serena_Williams", "Colin_Powell"):
-        img = load_image(lfw_dir / "images" / name / f"{name}_0001.jpg")
-        det = mtcnn.detect(img)
+    paths = _load_script().lfw_sample(lfw_dir, 12, seed=7)
+    images = [load_image(p) for p in paths]
+    chips = []
+    for img, det in zip(images, mtcnn.detect_batch(images)):
         k = int(np.argmax(det.scores))
-        chip = align_face(img, det.landmarks[k], tmpl)
-        again = mtcnn.detect(chip)
-        assert len(again.boxes) >= 1
-        j = int(np.argmax(again.scores))
-        err = np.hypot(*(np.asarray(again.landmarks[j]) - tmpl.as_array()).T)
-        assert err[:2].max() < 3.0 and err.max() < 5.0, f"{name}: {np.round(err, 2)}"
+        chips.append(align_face(img, det.landmarks[k], tmpl))
+    errors = []
+    for det in mtcnn.detect_batch(chips):
+        assert len(det.boxes) >= 1
+        j = int(np.argmax(det.scores))
+        errors.append(np.hypot(*(np.asarray(det.landmarks[j]) - tmpl.as_array()).T))
+    median = np.median(errors, axis=0)
+    # eyes and nose carry the fit; the mouth (weight 0) follows expression
+    assert median[:2].max() < 4.0 and median[2] < 6.0 and median.max() < 10.0, np.round(median, 2)
