@@ -41,7 +41,7 @@ def facenet_pytorch_dir() -> Path:
             result = subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
                  "-d", str(download), FACENET_PYTORCH_WHEEL],
-                capture_output=True, text=True,
+                capture_output=True, text=True, check=False,
             )
             wheels = list(download.glob("facenet_pytorch-*.whl"))
             if result.returncode != 0 or not wheels:

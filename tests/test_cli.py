@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamface.cli.main import main
 from conftest import lfw_image
+from siamface.cli.main import main
 
 UNTRAINED = ["--backbone", "dlib-resnet"]
 

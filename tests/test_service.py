@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamface.service import FaceService, load
 from conftest import lfw_image
+from siamface.service import FaceService, load
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load", "FaceService", "VerifyResult", "FaceResult"]
+__all__ = ["FaceResult", "FaceService", "VerifyResult", "__version__", "load"]
 
 if TYPE_CHECKING:
     from siamface.service import FaceResult, FaceService, VerifyResult

@@ -253,7 +253,7 @@ class CropCache:
                 os.close(fd)  # closing the lock file releases the flock
                 setattr(self, attr, None)
 
-    def __enter__(self) -> CropCache:
+    def __enter__(self) -> CropCache:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:

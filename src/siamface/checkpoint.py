@@ -26,9 +26,9 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "CheckpointInfo",
-    "save_checkpoint",
-    "read_checkpoint_info",
     "load_checkpoint",
+    "read_checkpoint_info",
+    "save_checkpoint",
 ]
 
 FORMAT_NAME = "siamface-checkpoint"

@@ -4,15 +4,15 @@ what was wrong, what was expected and how to fix it."""
 from __future__ import annotations
 
 __all__ = [
-    "SiamfaceError",
-    "ImageDecodeError",
-    "ImageTooLargeError",
-    "WeightsNotFoundError",
-    "WeightsHashError",
     "CheckpointError",
     "ConfigError",
     "DatasetError",
+    "ImageDecodeError",
+    "ImageTooLargeError",
+    "SiamfaceError",
     "UnknownNameError",
+    "WeightsHashError",
+    "WeightsNotFoundError",
 ]
 
 

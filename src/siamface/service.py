@@ -19,10 +19,10 @@ from siamface.io import ImageSource, describe_source
 
 __all__ = [
     "DEFAULT_BACKBONE",
-    "GenderPrediction",
     "FaceResult",
-    "VerifyResult",
     "FaceService",
+    "GenderPrediction",
+    "VerifyResult",
     "default_model_path",
     "load",
 ]

@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         if service is None:
             service = load_service(args)
-        for face in service.analyze(image, all_faces=args.all_faces):
-            results.append(face)
+        results.extend(service.analyze(image, all_faces=args.all_faces))
     gender_ok = service.gender_available if service is not None else False
     if args.json:
         print_json({
