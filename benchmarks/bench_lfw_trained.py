@@ -41,7 +41,11 @@ TARGETS = {"verification": 0.993, "gender_accuracy": 0.985, "balanced_accuracy":
 
 
 @torch.no_grad()
-def _heads(model, runner, acts: torch.Tensor, start: int) -> tuple[np.ndarray, np.ndarray]:
+def _heads(model, _runner, acts: torch.Tensor, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and gender logits of ``model`` (its own trained groups above ``start``)."""
+    from siamface.train.features import GroupRunner
+
+    runner = GroupRunner(model.backbone, check=False)
     model.eval()
     embs, logits = [], []
     for i in range(0, len(acts), 512):
@@ -79,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE")
     parser.add_argument("--limit-folds", type=int, default=10)
+    parser.add_argument("--folds", default=None,
+                        help="comma-separated folds to run (e.g. 5,6,7), instead of the first "
+                             "--limit-folds")
     parser.add_argument("--distort", default=None, metavar="KIND",
                         help="distort the second image of each pair (siamface.augment kinds)")
     parser.add_argument("--allow-partial", action="store_true")
@@ -88,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sklearn.linear_model import LogisticRegression
 
+    from siamface.checkpoint import load_checkpoint
     from siamface.data import FaceDataset, fold_persons, index_lfw_pairs, person_split, read_view2
     from siamface.metrics import kfold_verification, verification_accuracy
     from siamface.train import apply_overrides, load_config, train
@@ -145,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     base_k = kfold_verification(d0[usable], same[usable], fold_of[usable])
 
     rows = []
-    folds = list(range(min(args.limit_folds, 10)))
+    folds = ([int(f) for f in args.folds.split(",")] if args.folds
+             else list(range(min(args.limit_folds, 10))))
     for k in folds:
         t0 = time.time()
         banned = fold_persons(pairs, k)
@@ -175,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         g_idx = np.array([i for i in all_idx if dataset[i].person_id in banned and labels[i] >= 0])
         _, logit = _heads(model, runner, torch.from_numpy(np.asarray(store[g_idx][:, 0])), low)
         trained_gender = _gender(labels[g_idx], 1 / (1 + np.exp(-logit)))
+        # the heads-only model of the same run (stage 1 checkpoint)
+        heads, info1 = load_checkpoint(args.out / f"fold{k}" / f"{stages[0][0]}.safetensors")
+        ha, _ = _heads(heads, runner, torch.from_numpy(np.asarray(store[pa[sel]][:, 0])), low)
+        hb, _ = _heads(heads, runner, second_acts(pb[sel]), low)
+        acc1 = verification_accuracy(np.linalg.norm(ha - hb, axis=1), same[sel], info1.threshold)
+        _, logit1 = _heads(heads, runner, torch.from_numpy(np.asarray(store[g_idx][:, 0])), low)
+        stage1_gender = _gender(labels[g_idx], 1 / (1 + np.exp(-logit1)))
         # untrained baseline for this fold: protocol accuracy, LR gender on dlib embeddings
         lr_idx = np.array([i for i in train_idx if labels[i] >= 0])
         lr = LogisticRegression(max_iter=2000).fit(emb0[lr_idx], labels[lr_idx])
@@ -184,10 +200,14 @@ def main(argv: list[str] | None = None) -> int:
                "threshold": result.threshold, "verification": acc,
                "baseline_verification": float(base_k["accuracies"][k]),
                **trained_gender, **{f"baseline_{n}": v for n, v in base_gender.items()},
+               "stage1_verification": acc1, "stage1_threshold": info1.threshold,
+               **{f"stage1_{n}": v for n, v in stage1_gender.items()},
                "epochs": {s: sum(r["stage"] == s for r in result.history) for s, _ in stages},
                "seconds": round(time.time() - t0, 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "rows.json").write_text(json.dumps(rows, indent=2, default=float))
 
     def ms(key: str) -> str:
         v = np.array([r[key] for r in rows], dtype=np.float64)
@@ -205,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         (f"| untrained dlib (protocol threshold) + logistic regression gender | "
          f"{ms('baseline_verification')} | {ms('baseline_gender_accuracy')} | "
          f"{ms('baseline_balanced_accuracy')} | {ms('baseline_female_f1')} |"),
+        (f"| trained heads only (stage 1, calibrated threshold) | "
+         f"{ms('stage1_verification')} | {ms('stage1_gender_accuracy')} | "
+         f"{ms('stage1_balanced_accuracy')} | {ms('stage1_female_f1')} |"),
         (f"| trained (two stages, calibrated threshold) | {ms('verification')} | "
          f"{ms('gender_accuracy')} | {ms('balanced_accuracy')} | {ms('female_f1')} |"),
         (f"| target | {TARGETS['verification']:.1%} | {TARGETS['gender_accuracy']:.1%} | "
