@@ -227,7 +227,7 @@ def test_template_rederived_and_chip_corners_agree_with_dlib(dlib_setup) -> None
     # expression) varies more between samples of 60
     assert err[weighted].max() < 1.5, f"template drift per point {np.round(err, 2)}"
     assert err.max() < 4.0, f"template drift per point {np.round(err, 2)}"
-    # where our chip's corners fall in the image vs dlib's chip (500 faces: 2.76 px)
+    # where our chip's corners fall in the image vs dlib's chip (500 faces: 2.75 px)
     assert np.median(dist) <= 3.0
 
 
