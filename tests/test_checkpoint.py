@@ -145,3 +145,29 @@ def test_interrupted_save_leaves_previous_file(tmp_path, trained_model, monkeypa
                         gender_trained=True)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["threshold"].update(value=float("nan")), "threshold nan"),
+    (lambda m: m["threshold"].update(value=-1.0), "threshold -1.0"),
+    (lambda m: m["gender"].update(trained="false"), "gender.trained must be true or false"),
+    (lambda m: m["head"].update(gender_classes="ab"), "gender_classes must be two names"),
+    (lambda m: m.clear() or m.update(format="siamface-checkpoint", format_version=1),
+     "malformed checkpoint metadata"),
+])
+def test_malformed_metadata_values_are_refused(tmp_path, trained_model, change, message):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
+    _rewrite_metadata(path, change)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_saved_files_get_normal_permissions(tmp_path, trained_model):
+    import os
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

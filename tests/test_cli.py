@@ -129,3 +129,23 @@ def test_help_of_every_command(command, capsys):
     assert "usage: siamface" in out
     if command is None:
         assert all(name in out for name in ("verify", "analyze", "train", "weights"))
+
+
+def test_invalid_device_is_a_clear_error(pair, capsys):
+    assert main(["verify", *pair, "--device", "bogus", *UNTRAINED]) == 2
+    assert "invalid device 'bogus'" in capsys.readouterr().err
+
+
+def test_embed_out_must_be_a_file(lfw_dir, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(lfw_image(lfw_dir, "Aaron_Peirsol", 1).read_bytes())
+    assert main(["embed", str(folder), "--out", str(tmp_path), *UNTRAINED]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_unwritable_figure_path_exits_2(pair, tmp_path, capsys):
+    target = tmp_path / "missing-dir-is-a-file"
+    target.write_text("x")
+    assert main(["verify", *pair, "--save-figure", str(target / "fig.png"), *UNTRAINED]) == 2
+    assert "error" in capsys.readouterr().err

@@ -9,6 +9,7 @@ layer groups that training unlocked, so a checkpoint of trained heads is a few k
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,9 +134,10 @@ def save_checkpoint(
     return info
 
 
-def _parse_info(meta: dict[str, Any], source: str) -> CheckpointInfo:
-    if meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{source} is not a siamface checkpoint (format {meta.get('format')!r})")
+def _parse_info(meta: Any, source: str) -> CheckpointInfo:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{source} is not a siamface checkpoint (format {found!r})")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise CheckpointError(
@@ -144,21 +146,31 @@ def _parse_info(meta: dict[str, Any], source: str) -> CheckpointInfo:
         )
     try:
         backbone = meta["backbone"]
+        threshold = float(meta["threshold"]["value"])
+        trained = meta["gender"]["trained"]
+        classes = meta["head"].get("gender_classes", ["male", "female"])
+        if not math.isfinite(threshold) or threshold < 0:
+            raise ValueError(f"threshold {threshold} is not a finite non-negative distance")
+        if not isinstance(trained, bool):
+            raise TypeError(f"gender.trained must be true or false, got {trained!r}")
+        if not (isinstance(classes, list) and len(classes) == 2
+                and all(isinstance(c, str) and c for c in classes)):
+            raise ValueError(f"gender_classes must be two names, got {classes!r}")
         return CheckpointInfo(
             backbone=str(backbone["name"]),
             backbone_sha256=backbone.get("weights_sha256"),
             stored_groups=list(backbone.get("stored_groups", [])),
             head=HeadConfig.from_dict(meta["head"]),
-            threshold=float(meta["threshold"]["value"]),
+            threshold=threshold,
             threshold_source=str(meta["threshold"]["source"]),
-            gender_trained=bool(meta["gender"]["trained"]),
+            gender_trained=trained,
             preprocessing=dict(meta.get("preprocessing", {})),
             training=dict(meta.get("training", {})),
             metrics=dict(meta.get("metrics", {})),
             format_version=version,
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: malformed checkpoint metadata ({exc!r})") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{source}: malformed checkpoint metadata ({exc})") from exc
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:

@@ -23,6 +23,7 @@ __all__ = [
     "FaceService",
     "GenderPrediction",
     "VerifyResult",
+    "check_device",
     "default_model_path",
     "load",
 ]
@@ -125,11 +126,11 @@ class FaceService:
 
     def __init__(self, model, info: CheckpointInfo, pipeline, *, flip: bool = False,
                  device: str | torch.device = "cpu", batch_size: int = 32):
-        self.model = model.to(device).eval()
+        self.model = model.to(check_device(device)).eval()
         self.info = info
         self.pipeline = pipeline
         self.flip = flip
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.batch_size = batch_size
 
     # construction -------------------------------------------------------------------------
@@ -146,6 +147,7 @@ class FaceService:
         """
         from siamface.faces import DEFAULT_SELECT, FacePipeline
 
+        check_device(device)
         if path is None and backbone is not None:
             # an explicit backbone without a checkpoint: its pretrained embeddings, no trained heads
             model, info = _untrained_default(backbone, backbone_weights)
@@ -288,8 +290,22 @@ class FaceService:
         return [self.compare(faces[i], faces[j], threshold) for i, j in index]
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """A usable torch device, or a :class:`ConfigError` saying why not."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"invalid device {device!r}; use cpu, cuda or cuda:N") from exc
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available here")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPUs present")
+    elif parsed.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
+    return parsed
+
+
 def load(path: str | os.PathLike | None = None, **kwargs: Any) -> FaceService:
     """Load a model: the shipped default when ``path`` is None. See :meth:`FaceService.load`."""
-    if kwargs.get("device") not in (None, "cpu") and not torch.cuda.is_available():
-        raise ConfigError(f"device {kwargs['device']!r} requested but CUDA is not available")
     return FaceService.load(path, **kwargs)

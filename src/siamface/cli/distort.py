@@ -28,13 +28,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from siamface._atomic import atomic_path, atomic_write_bytes
 from siamface.errors import DatasetError
+from siamface.io import IMAGE_EXTENSIONS
 
 __all__ = ["LAYOUTS", "DistortSummary", "add_parser", "distort_tree", "run"]
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("mirror", "facecom")
-_IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 @dataclass
@@ -54,7 +55,7 @@ def _source_images(src: Path, layout: str) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and not (layout == "facecom" and d == "distortion"))
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in _IMAGE_EXTENSIONS:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                 found.append(Path(folder, name).relative_to(src))
     return found
 
@@ -63,27 +64,9 @@ def _seed_for(seed: int, kind: str, rel: Path) -> int:
     return zlib.crc32(f"{seed}:{kind}:{rel.as_posix()}".encode())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _read_rgb(path: Path) -> np.ndarray | None:
@@ -157,7 +140,7 @@ def distort_tree(
             continue
         for kind, out in todo:
             image = distort(rgb, kind, seed=_seed_for(seed, kind, rel))
-            _atomic_write(out, _encode(image, out.suffix.lower(), quality))
+            atomic_write_bytes(out, _encode(image, out.suffix.lower(), quality))
             summary.written += 1
     return summary
 

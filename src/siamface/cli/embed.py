@@ -6,16 +6,14 @@ import argparse
 import io
 from pathlib import Path
 
-from siamface.cli._common import add_model_arguments, load_service
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from siamface.cli._common import add_model_arguments, load_service, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed every image under a folder into an .npz file")
     p.add_argument("folder", type=Path, help="folder of images (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="output .npz file")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     add_model_arguments(p)
     p.set_defaults(run=run)
@@ -28,14 +26,17 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from siamface._atomic import atomic_write_bytes
+    from siamface.cache import find_images
     from siamface.errors import DatasetError, SiamfaceError
-    from siamface.io import load_image
+    from siamface.io import IMAGE_EXTENSIONS, load_image
 
+    if args.out.is_dir():
+        raise DatasetError(f"--out {args.out} is a folder; give a file name such as emb.npz")
     if not args.folder.is_dir():
         raise DatasetError(f"folder {args.folder} does not exist or is not a folder")
-    files = sorted(p for p in args.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = find_images(args.folder)
     if not files:
-        raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {args.folder}")
+        raise DatasetError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {args.folder}")
     service = load_service(args)
     paths, embeddings, detected, failed = [], [], [], []
     bar = tqdm(total=len(files), unit="img", disable=not args.progress, desc="embed")

@@ -19,7 +19,6 @@ COMMANDS = {
     "weights": "list, locate or explicitly download backbone weights",
 }
 EXIT_OK = 0
-EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -55,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or EXIT_OK)
     except SiamfaceError as exc:
         print(f"siamface {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a file we were asked to write, or a folder we could not read
+        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"siamface {args.command}: error:{name} {exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"siamface {args.command}: interrupted", file=sys.stderr)

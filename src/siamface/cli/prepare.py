@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from siamface.cli._common import positive_int
 from siamface.errors import ConfigError
 
 __all__ = ["DEFAULT_PIPELINE", "add_parser", "resolve_factory", "run"]
@@ -39,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="face crop (default: the pipeline's, aligned)")
     parser.add_argument("--select", choices=SELECT_RULES, default=None,
                         help="which face when there are several (default: the pipeline's)")
-    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
                         help="worker processes (default: 1, in this process)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show a progress bar (default: on)")
@@ -89,13 +90,3 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
     if not callable(factory):
         raise ConfigError(f"{spec!r} is not callable")
     return factory
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value

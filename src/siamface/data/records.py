@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from siamface.errors import DatasetError
+from siamface.io import IMAGE_EXTENSIONS as _IO_IMAGE_EXTENSIONS
 
 __all__ = [
     "GENDERS",
@@ -39,7 +40,7 @@ GENDER_ALIASES: dict[str, str] = {
     "male": "male", "m": "male", "man": "male", "0": "male",
     "female": "female", "f": "female", "woman": "female", "1": "female",
 }
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(_IO_IMAGE_EXTENSIONS)  # one list: siamface.io
 
 
 def parse_gender(value: object, *, source: str = "") -> str | None:

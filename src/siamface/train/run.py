@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from siamface._atomic import atomic_write_text
 from siamface.checkpoint import save_checkpoint
 from siamface.data import FaceDataset, evaluation_pairs
 from siamface.errors import ConfigError
@@ -202,8 +203,8 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
             bar.close()
     if info.is_main:
         lines = [f"{path}\t{reason}" for path, reason in data.skipped]
-        (out_dir / RUN_FILES["skipped"]).write_text("\n".join(lines) + ("\n" if lines else ""),
-                                                    encoding="utf-8")
+        atomic_write_text(out_dir / RUN_FILES["skipped"],
+                          "\n".join(lines) + ("\n" if lines else ""))
     stages = config.stages()
     if not stages:
         raise ConfigError("every stage is disabled; enable stage1 at least")
@@ -235,7 +236,8 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
     checkpoint = out_dir / RUN_FILES["checkpoint"]
     if info.is_main:
         stored = unlocked_group_names(model, stages[-1][1].unlocked_groups)
-        _save(checkpoint, model, threshold, metrics, config, stored, len(data.train))
+        _save(checkpoint, model, threshold, metrics, config, stored, len(data.train),
+              gender_trained=_gender_trained(config, data.train.gender_labels()))
         summary = {"metrics": metrics, "threshold": threshold, "checkpoint": str(checkpoint),
                    "skipped": len(data.skipped), "train_images": len(data.train),
                    "val_images": len(data.val), "train_persons": len(data.train.persons()),
@@ -354,17 +356,25 @@ def _stage_checkpoint(path: Path, model: SiameseMultiTask, top: TopModel, inputs
     evaluation = evaluate(top, loss_fn, inputs, info.device)
     threshold = youden_threshold(evaluation.distances, evaluation.same)
     _save(path, model, threshold, evaluation.metrics(threshold), config,
-          unlocked_group_names(model, unlocked), None)
+          unlocked_group_names(model, unlocked), None,
+          gender_trained=_gender_trained(config, inputs.train_gender.numpy()))
+
+
+def _gender_trained(config: TrainConfig, train_labels: np.ndarray) -> bool:
+    """Only a head that saw both classes with a non-zero loss weight may report a gender."""
+    labels = np.asarray(train_labels)
+    return config.loss.gender_weight > 0 and bool((labels == 0).any() and (labels == 1).any())
 
 
 def _save(path: Path, model: SiameseMultiTask, threshold: float, metrics: dict[str, Any],
-          config: TrainConfig, stored_groups: list[str], train_images: int | None) -> None:
+          config: TrainConfig, stored_groups: list[str], train_images: int | None, *,
+          gender_trained: bool) -> None:
     pre = dict(model.backbone.config.preprocessing())
     pre.update({"crop": config.data.crop, "select": config.data.select})
     training = {"config": config_to_dict(config)}
     if train_images is not None:
         training["train_images"] = train_images
     save_checkpoint(path, model, threshold=float(threshold),
-                    threshold_source="youden on validation pairs", gender_trained=True,
+                    threshold_source="youden on validation pairs", gender_trained=gender_trained,
                     stored_groups=stored_groups, preprocessing=pre, training=training,
                     metrics={k: float(v) for k, v in metrics.items()})
