@@ -280,3 +280,19 @@ def test_pair_sampler_draws_valid_balanced_pairs():
     assert all(np.array_equal(x, y) for x, y in zip((a, b, same), again))
     with pytest.raises(DatasetError, match="no genuine pairs"):
         PairSampler(np.array([0, 1, 2]))
+
+
+def test_no_gender_labels_means_no_trained_gender_head(lfw_dir, tmp_path):
+    from siamface.checkpoint import read_checkpoint_info
+    from siamface.cli.main import main
+
+    root = _person_folders(tmp_path / "people",
+                           {"Aaron_Peirsol": 3, "Adrien_Brody": 3, "Abdullah_Gul": 3,
+                            "Ahmed_Chalabi": 3, "Al_Sharpton": 3}, lfw_dir)
+    out = tmp_path / "run"
+    rc = main(["train", "--config", TINY, "--data", str(root), "--layout", "folders",
+               "--out", str(out), "--set", "stage2.enabled=false", "--set", "stage1.epochs=1",
+               "--set", "data.val_fraction=0.4", "--no-progress"])
+    assert rc == 0
+    info = read_checkpoint_info(out / "model.safetensors")
+    assert info.gender_trained is False
