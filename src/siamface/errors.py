@@ -3,6 +3,8 @@ what was wrong, what was expected and how to fix it."""
 
 from __future__ import annotations
 
+import difflib
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -60,7 +62,9 @@ class UnknownNameError(ConfigError, KeyError):
         self.kind = kind
         self.name = name
         self.valid = list(valid)
-        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(self.valid)}")
+        close = difflib.get_close_matches(str(name), [str(v) for v in self.valid], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(self.valid)}{hint}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from siamface.data import LAYOUTS
-from siamface.errors import ConfigError
+from siamface.errors import ConfigError, UnknownNameError
 from siamface.model import HeadConfig
 
 __all__ = [
@@ -44,9 +44,7 @@ GENDER_LOSSES = ("bce", "focal")
 
 def _choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
-        hint = difflib.get_close_matches(str(value), valid, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ConfigError(f"unknown {kind} {value!r}{extra}; valid: {', '.join(valid)}")
+        raise UnknownNameError(kind, value, valid)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ dropout) derives from ``(seed, stage, epoch)``, so a resumed run repeats an unin
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -213,7 +212,3 @@ def evaluate(top: TopModel, loss_fn: MultiTaskLoss, inputs: StageInputs,
         logits=logit.numpy().astype(np.float64),
         gender=inputs.val_gender.numpy(),
     )
-
-
-def timer() -> float:
-    return time.perf_counter()
