@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="train on the images the chip cache holds so far")
     args = parser.parse_args(argv)
 
+    from siamface._atomic import atomic_path
     from siamface.checkpoint import read_checkpoint_info
     from siamface.data import FaceDataset, person_split
     from siamface.train import apply_overrides, load_config, train
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 and path.stat().st_size <= MAX_BYTES):
             chosen = key
     path, info = candidates[chosen]
-    args.asset.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, args.asset)
+    with atomic_path(args.asset) as tmp:
+        shutil.copyfile(path, tmp)
     summary = {"shipped": chosen, "asset": str(args.asset), "threshold": info.threshold,
                "stored_groups": info.stored_groups, "metrics": info.metrics,
                "train_images": len(train_ds), "val_images": len(val_ds),
