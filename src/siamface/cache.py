@@ -36,6 +36,7 @@ from PIL import Image
 
 from siamface._atomic import atomic_write_bytes
 from siamface.errors import ConfigError, DatasetError, ImageDecodeError, SiamfaceError
+from siamface.faces import FaceCrop
 from siamface.io import IMAGE_EXTENSIONS, image_sha256, load_image
 
 try:  # POSIX; elsewhere the single-writer rule is not enforced
@@ -586,22 +587,9 @@ def _crop_one(pipeline: CropPipeline, path: str) -> _Result:
     return _Result(path, key, crop=_portable_crop(crop))
 
 
-@dataclass(frozen=True)
-class _PlainCrop:
-    """A picklable copy of the fields of a crop (the pipeline's own type may not pickle)."""
-
-    chip: np.ndarray
-    box: Any
-    landmarks: Any
-    score: float | None
-    detected: bool
-    crop: str
-    select: str
-    fallback: str | None
-
-
-def _portable_crop(crop: CropLike) -> _PlainCrop:
-    return _PlainCrop(
+def _portable_crop(crop: CropLike) -> FaceCrop:
+    """A picklable copy (the pipeline's own crop type may not pickle)."""
+    return FaceCrop(
         chip=np.asarray(crop.chip),
         box=None if crop.box is None else np.asarray(crop.box),
         landmarks=None if crop.landmarks is None else np.asarray(crop.landmarks),
