@@ -69,7 +69,8 @@ def write_curves(path: str | os.PathLike, history: list[dict[str, Any]]) -> None
             previous = row.get("stage")
         ax.set_title(title)
         ax.set_xlabel("epoch (all stages)")
-        ax.legend(loc="best", fontsize=8)
+        if ax.get_legend_handles_labels()[1]:  # e.g. no gender curves without gender labels
+            ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     target = Path(path)
     with atomic_path(target) as tmp:
