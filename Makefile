@@ -2,7 +2,7 @@
 # Each creates .venv and installs what it needs when missing.
 #
 # TORCH picks the torch build. The default is the CPU wheel; GPU users override it, e.g.
-#   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+#   make test TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
 # or install their own torch into .venv first and pass TORCH=torch.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
