@@ -7,11 +7,11 @@ tests do not depend on the detector. ``test_cli_prepare.py`` imports it too.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,21 +27,8 @@ from siamface.cache import (
     prepare,
 )
 from siamface.errors import ConfigError, DatasetError
+from siamface.faces import FaceCrop as StandInCrop
 from siamface.io import load_image
-
-
-@dataclass(frozen=True)
-class StandInCrop:
-    """Same fields as ``siamface.faces.FaceCrop``."""
-
-    chip: np.ndarray
-    box: np.ndarray | None
-    landmarks: np.ndarray | None
-    score: float | None
-    detected: bool
-    crop: str
-    select: str
-    fallback: str | None
 
 
 class CenterCropPipeline:
@@ -305,6 +292,20 @@ def test_prepare_unexpected_error_is_reported_not_recorded(tmp_path):
     assert report.failed == 3
     assert all("bug in the pipeline" in reason for _, reason in report.failures)
     assert len(CropCache(tmp_path / "cache", Broken().params())) == 0  # retried next time
+
+
+def test_prepare_bad_chip_fails_that_image_only(tmp_path):
+    data = tmp_path / "data"
+    make_images(data, 3)
+
+    class BadChip(CenterCropPipeline):
+        def crop(self, image):
+            good = super().crop(image)
+            return dataclasses.replace(good, chip=good.chip[:, :, 0])  # grey, not RGB
+
+    report = prepare(data, tmp_path / "cache", BadChip, progress=False)
+    assert report.failed == 3
+    assert all("expected (S, S, 3) uint8" in reason for _, reason in report.failures)
 
 
 def test_prepare_empty_folder(tmp_path):

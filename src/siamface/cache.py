@@ -576,7 +576,8 @@ def _crop_one(pipeline: CropPipeline, path: str) -> _Result:
     key = hashlib.sha256(data).hexdigest()
     try:
         image = load_image(data) if data else load_image(path)
-        crop = pipeline.crop(image)
+        crop = _portable_crop(pipeline.crop(image))
+        _check_chip(crop.chip, path)  # a bad chip is this image's failure, not the run's
     except SiamfaceError as exc:
         reason = exc.reason if isinstance(exc, ImageDecodeError) else str(exc)
         return _Result(path, key, error=reason)
@@ -584,7 +585,7 @@ def _crop_one(pipeline: CropPipeline, path: str) -> _Result:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         logger.debug("%s", traceback.format_exc())
         return _Result(path, key, error=f"unexpected error: {detail}", permanent=False)
-    return _Result(path, key, crop=_portable_crop(crop))
+    return _Result(path, key, crop=crop)
 
 
 def _portable_crop(crop: CropLike) -> FaceCrop:
