@@ -219,3 +219,14 @@ def test_real_aligned_chip_landmarks_and_sources(lfw_dir) -> None:
     for face in batch:
         np.testing.assert_allclose(face.landmarks, from_path.landmarks, atol=1e-3)
         assert np.abs(face.chip.astype(int) - from_path.chip).max() <= 1
+
+
+def test_pipeline_for_backbone_uses_its_config():
+    from siamface.backbones import get_pretrained_config
+
+    dlib = FacePipeline.for_backbone(get_pretrained_config("dlib-resnet"))
+    assert dlib.chip_size == 150 and dlib.template.name == "dlib-150"
+    assert dlib.crop_mode == "aligned"
+    facenet = FacePipeline.for_backbone(get_pretrained_config("facenet"), crop="padded")
+    assert facenet.chip_size == 160 and facenet.crop_mode == "padded"
+    assert facenet.template.size == 160

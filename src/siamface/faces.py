@@ -32,6 +32,7 @@ import numpy as np
 
 from siamface.align import (
     DLIB_150_TEMPLATE,
+    TEMPLATES,
     FaceTemplate,
     center_crop,
     padded_crop,
@@ -159,6 +160,16 @@ class FacePipeline:
             f"FacePipeline(crop={self.crop_mode!r}, select={self.select!r}, "
             f"chip_size={self.chip_size}, template={self.template.name!r})"
         )
+
+    @classmethod
+    def for_backbone(cls, config: Any, *, crop: str | None = None,
+                     select: str = DEFAULT_SELECT, **kwargs: Any) -> FacePipeline:
+        """The pipeline a backbone's pretrained config asks for: its chip size, alignment
+        template and crop mode (``crop`` overrides the mode)."""
+        if config.template not in TEMPLATES:
+            raise UnknownNameError("alignment template", config.template, sorted(TEMPLATES))
+        return cls(crop=crop or config.crop, select=select, chip_size=config.input_size,
+                   template=TEMPLATES[config.template], **kwargs)
 
     @property
     def detector(self) -> Any:

@@ -160,10 +160,10 @@ class FaceService:
                                               backbone_weights=backbone_weights)
         config = model.backbone.config
         pre = info.preprocessing
-        pipeline = FacePipeline(
-            crop=crop or pre.get("crop") or config.crop,
+        pipeline = FacePipeline.for_backbone(
+            config,
+            crop=crop or pre.get("crop"),
             select=select or pre.get("select") or DEFAULT_SELECT,
-            chip_size=config.input_size,
         )
         return cls(model, info, pipeline, flip=flip, device=device, batch_size=batch_size)
 

@@ -46,6 +46,7 @@ class PretrainedConfig:
     package_path: str | None = None
     url: str | None = None
     crop: str = "aligned"
+    template: str = "dlib-150"  # a name in siamface.align.TEMPLATES, scaled to input_size
     chip_padding: float = 0.25
     distance: str = "euclidean"
     channel_order: str = "RGB"
@@ -75,6 +76,7 @@ class PretrainedConfig:
             "scale": self.scale,
             "channel_order": self.channel_order,
             "crop": self.crop,
+            "template": self.template,
             "chip_padding": self.chip_padding,
         }
 

@@ -193,8 +193,8 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
     if data is None:
         from siamface.faces import FacePipeline
 
-        pipeline = FacePipeline(crop=config.data.crop, select=config.data.select,
-                                chip_size=backbone.config.input_size)
+        pipeline = FacePipeline.for_backbone(backbone.config, crop=config.data.crop,
+                                             select=config.data.select)
         bar = progress.bar(0, "face chips", "img")
         try:
             data = prepare_data(config.data, pipeline, seed=config.run.seed,
