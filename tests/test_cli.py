@@ -24,6 +24,7 @@ def test_verify_json_and_figure(pair, tmp_path, capsys):
     assert main(["verify", *pair, "--json", "--save-figure", str(figure), *UNTRAINED]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["is_match"] is True and out["a"]["detected"] is True
+    assert out["a"]["source"] == pair[0] and out["b"]["source"] == pair[1]
     image = Image.open(figure)
     assert image.size[0] > 300 and image.size[1] > 200
     # the verdict banner is drawn in green for a match

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from siamface.cli._common import add_model_arguments, load_service, print_json
@@ -28,13 +29,14 @@ def run(args: argparse.Namespace) -> int:
     results, failures = [], []
     for image in args.images:
         try:
-            load_image(image)
+            pixels = load_image(image)  # decoded once; bad files are reported, not fatal
         except SiamfaceError as exc:
             failures.append({"source": image, "error": str(exc)})
             continue
         if service is None:
             service = load_service(args)
-        results.extend(service.analyze(image, all_faces=args.all_faces))
+        results.extend(dataclasses.replace(face, source=image)
+                       for face in service.analyze(pixels, all_faces=args.all_faces))
     gender_ok = service.gender_available if service is not None else False
     if args.json:
         print_json({

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from siamface.cli._common import add_model_arguments, load_service, print_json
 
@@ -32,10 +33,12 @@ def _describe(face) -> str:
 def run(args: argparse.Namespace) -> int:
     from siamface.io import load_image
 
-    load_image(args.a)  # fail fast, with the file and the reason, before loading the model
-    load_image(args.b)
+    # decode first: a bad file fails fast, before the model loads, and is decoded only once
+    image_a, image_b = load_image(args.a), load_image(args.b)
     service = load_service(args)
-    result = service.verify(args.a, args.b, threshold=args.threshold)
+    result = service.verify(image_a, image_b, threshold=args.threshold)
+    result = dataclasses.replace(result, a=dataclasses.replace(result.a, source=args.a),
+                                 b=dataclasses.replace(result.b, source=args.b))
     if args.save_figure:
         from PIL import Image
 
