@@ -18,7 +18,13 @@ import os
 import re
 from pathlib import Path
 
-from siamface.data.records import FaceDataset, FaceRecord, is_image_file, list_images
+from siamface.data.records import (
+    FaceDataset,
+    FaceRecord,
+    is_image_file,
+    list_images,
+    person_folder_images,
+)
 from siamface.errors import DatasetError, UnknownNameError
 
 __all__ = [
@@ -163,14 +169,7 @@ def load_facecom_identities(
     for person_dir in person_dirs:
         person = person_dir.name
         gender = lookup.get(person)
-        originals = list_images(person_dir)
-        distorted_dir = person_dir / "distortion"
-        distorted = list_images(distorted_dir) if distorted_dir.is_dir() else []
-        if not originals and not distorted:
-            raise DatasetError(
-                f"FACECOM person folder {person_dir} has no images (expected *.jpg directly "
-                f"inside or in distortion/); remove the folder or add its images"
-            )
+        originals, distorted = person_folder_images(person_dir)
         records.extend(FaceRecord(p, person, gender, None) for p in originals)
         records.extend(
             FaceRecord(p, person, gender, distortion_tag(p.name) or GENERIC_DISTORTION)

@@ -20,7 +20,13 @@ import re
 from pathlib import Path
 
 from siamface.data.facecom import GENERIC_DISTORTION, distortion_tag
-from siamface.data.records import FaceDataset, FaceRecord, list_images, parse_gender
+from siamface.data.records import (
+    FaceDataset,
+    FaceRecord,
+    list_images,
+    parse_gender,
+    person_folder_images,
+)
 from siamface.errors import DatasetError
 
 __all__ = [
@@ -110,14 +116,7 @@ def load_person_folders(
     persons: set[str] = set()
     for person_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name[0] != "."):
         person = person_dir.name
-        originals = list_images(person_dir)
-        distorted_dir = person_dir / "distortion"
-        distorted = list_images(distorted_dir) if distorted_dir.is_dir() else []
-        if not originals and not distorted:
-            raise DatasetError(
-                f"person folder {person_dir} has no images (*.jpg, *.jpeg, *.png, *.bmp, "
-                f"*.webp); add images or remove the folder"
-            )
+        originals, distorted = person_folder_images(person_dir)
         persons.add(person)
         gender = genders.get(person)
         records.extend(FaceRecord(p, person, gender, None) for p in originals)

@@ -29,6 +29,7 @@ __all__ = [
     "is_image_file",
     "list_images",
     "parse_gender",
+    "person_folder_images",
 ]
 
 GENDERS: tuple[str, str] = ("male", "female")
@@ -41,6 +42,20 @@ GENDER_ALIASES: dict[str, str] = {
     "female": "female", "f": "female", "woman": "female", "1": "female",
 }
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(_IO_IMAGE_EXTENSIONS)  # one list: siamface.io
+
+
+def person_folder_images(person_dir: Path) -> tuple[list[Path], list[Path]]:
+    """A person folder's images and those of its ``distortion/`` subfolder (FACECOM shape);
+    :class:`DatasetError` when both are empty."""
+    originals = list_images(person_dir)
+    distorted_dir = person_dir / "distortion"
+    distorted = list_images(distorted_dir) if distorted_dir.is_dir() else []
+    if not originals and not distorted:
+        raise DatasetError(
+            f"person folder {person_dir} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))} "
+            "directly inside or in distortion/); add images or remove the folder"
+        )
+    return originals, distorted
 
 
 def parse_gender(value: object, *, source: str = "") -> str | None:
