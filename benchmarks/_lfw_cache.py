@@ -180,6 +180,22 @@ def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
             _load_done(folder, n) > 0)
 
 
+def stage_activations(runner, store: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+                      low: int, boundaries: list[int], val_views: int
+                      ) -> dict[int, tuple[object, object]]:
+    """The trainer's ``activations`` argument from the trunk cache: training rows with every
+    cached view and validation rows with their first ``val_views`` views, moved up from
+    ``low`` to each stage's boundary."""
+    import torch
+
+    from siamface.train.features import advance
+
+    train_low = torch.from_numpy(np.asarray(store[train_idx]))
+    val_low = torch.from_numpy(np.asarray(store[val_idx][:, :val_views]))
+    return {b: (advance(runner, train_low, low, b), advance(runner, val_low, low, b))
+            for b in sorted(set(boundaries))}
+
+
 def _fill_trunk(shard: int, shards: int, lfw: Path, cache: Path) -> None:
     from siamface.train import load_config
     from siamface.train.features import GroupRunner

@@ -34,36 +34,42 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _lfw_cache import DEFAULT_CACHE, DEFAULT_LFW, lfw_records, trunk_cache
+from _lfw_cache import (
+    DEFAULT_CACHE,
+    DEFAULT_LFW,
+    lfw_records,
+    stage_activations,
+    trunk_cache,
+)
 
 TARGETS = {"verification": 0.993, "gender_accuracy": 0.985, "balanced_accuracy": 0.983,
            "female_f1": 0.970}
 
 
 @torch.no_grad()
-def _heads(model, _runner, acts: torch.Tensor, start: int) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and gender logits of ``model`` (its own trained groups above ``start``)."""
-    from siamface.train.features import GroupRunner
+def _heads(model, acts: torch.Tensor, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and gender logits of ``model`` (its own trained groups above ``start``) for
+    activations (N, V, ...), each the mean over the V views, as the trainer validates."""
+    from siamface.train.features import GroupRunner, TopModel
+    from siamface.train.loop import embed_cached
 
-    runner = GroupRunner(model.backbone, check=False)
-    model.eval()
-    embs, logits = [], []
-    for i in range(0, len(acts), 512):
-        emb, logit = model.heads(runner.run(acts[i:i + 512], start))
-        embs.append(emb.numpy())
-        logits.append(logit.numpy())
-    return np.concatenate(embs), np.concatenate(logits)
+    top = TopModel(model, GroupRunner(model.backbone, check=False), start)
+    emb, logit = embed_cached(top, acts)
+    return emb.numpy(), logit.numpy()
 
 
 @torch.no_grad()
 def _distorted_features(model, runner, chips, idx: np.ndarray, kind: str, start: int
                         ) -> torch.Tensor:
+    """Trunk activations (N, 2, ...) of the distorted chips and their mirror images."""
     from siamface.augment import distort
 
     out = []
     for i in range(0, len(idx), 64):
         batch = np.stack([distort(np.asarray(chips[j]), kind, seed=int(j)) for j in idx[i:i + 64]])
-        out.append(runner.run(model.backbone.preprocess(batch), 0, start))
+        views = [runner.run(model.backbone.preprocess(v), 0, start)
+                 for v in (batch, np.ascontiguousarray(batch[:, :, ::-1]))]
+        out.append(torch.stack(views, dim=1))
     return torch.cat(out)
 
 
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from siamface.train import apply_overrides, load_config, train
     from siamface.train.data import TrainData
     from siamface.train.features import GroupRunner, advance
-    from siamface.train.run import build_model
+    from siamface.train.run import build_model, validation_views
 
     config = apply_overrides(load_config(args.config), ["data.layout=lfw", "run.progress=false",
                                                         *args.overrides])
@@ -117,10 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LFW: {int(avail.sum())}/{len(dataset)} images with chips and trunk activations "
           f"({time.time() - started:.0f} s)", flush=True)
     n_groups = len(runner)
+    n_views = len(validation_views(config))  # 2: each face averaged with its mirror image
     all_idx = np.flatnonzero(avail)
     emb0 = np.zeros((len(dataset), model0.embedding_dim), np.float32)
     feats = advance(runner, torch.from_numpy(np.asarray(store[all_idx][:, :1])), low, n_groups)
     emb0[all_idx] = feats[:, 0].numpy()
+
+    def views(idx: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(store[idx][:, :n_views]))
 
     pairs = read_view2(args.lfw)
     ipairs = index_lfw_pairs(dataset, pairs)
@@ -139,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def second_acts(b_idx: np.ndarray) -> torch.Tensor:
         if not args.distort:
-            return torch.from_numpy(np.asarray(store[b_idx][:, 0]))
-        return torch.from_numpy(np.stack([second[int(i)] for i in b_idx]))
+            return views(b_idx)
+        return torch.from_numpy(np.stack([second[int(i)] for i in b_idx]))[:, :n_views]
 
     # untrained baseline distances over all folds (protocol threshold from the other folds)
     d0 = np.linalg.norm(emb0[pa] - emb0[pb], axis=1)
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             for f in range(10):
                 sel = np.flatnonzero(usable & (fold_of == f))
-                eb = runner.run(second_acts(pb[sel]), low).numpy()
+                eb = runner.run(second_acts(pb[sel])[:, 0], low).numpy()
                 d0[sel] = np.linalg.norm(emb0[pa[sel]] - eb, axis=1)
     base_k = kfold_verification(d0[usable], same[usable], fold_of[usable])
 
@@ -164,32 +174,27 @@ def main(argv: list[str] | None = None) -> int:
         pos = {r.path: i for r, i in zip(train_all, train_idx)}
         tr_idx = np.array([pos[r.path] for r in tr])
         va_idx = np.array([pos[r.path] for r in va])
-        acts = {}
-        tr_low = torch.from_numpy(np.asarray(store[tr_idx]))
-        va_low = torch.from_numpy(np.asarray(store[va_idx][:, :1]))
-        for b in sorted(set(boundaries)):
-            acts[b] = (advance(runner, tr_low, low, b), advance(runner, va_low, low, b))
-        del tr_low, va_low
+        acts = stage_activations(runner, store, tr_idx, va_idx, low, boundaries, n_views)
         empty = np.zeros((0, 150, 150, 3), np.uint8)
         data = TrainData(tr, va, empty, empty)
         cfg = apply_overrides(config, [f"run.out_dir={args.out / f'fold{k}'}"])
         result = train(cfg, data=data, model=build_model(cfg), activations=acts)
         model = result.model
         sel = np.flatnonzero(usable & (fold_of == k))
-        ea, _ = _heads(model, runner, torch.from_numpy(np.asarray(store[pa[sel]][:, 0])), low)
-        eb, _ = _heads(model, runner, second_acts(pb[sel]), low)
+        ea, _ = _heads(model, views(pa[sel]), low)
+        eb, _ = _heads(model, second_acts(pb[sel]), low)
         d = np.linalg.norm(ea - eb, axis=1)
         acc = verification_accuracy(d, same[sel], result.threshold)
         # gender of every labelled image of the fold's people
         g_idx = np.array([i for i in all_idx if dataset[i].person_id in banned and labels[i] >= 0])
-        _, logit = _heads(model, runner, torch.from_numpy(np.asarray(store[g_idx][:, 0])), low)
+        _, logit = _heads(model, views(g_idx), low)
         trained_gender = _gender(labels[g_idx], 1 / (1 + np.exp(-logit)))
         # the heads-only model of the same run (stage 1 checkpoint)
         heads, info1 = load_checkpoint(args.out / f"fold{k}" / f"{stages[0][0]}.safetensors")
-        ha, _ = _heads(heads, runner, torch.from_numpy(np.asarray(store[pa[sel]][:, 0])), low)
-        hb, _ = _heads(heads, runner, second_acts(pb[sel]), low)
+        ha, _ = _heads(heads, views(pa[sel]), low)
+        hb, _ = _heads(heads, second_acts(pb[sel]), low)
         acc1 = verification_accuracy(np.linalg.norm(ha - hb, axis=1), same[sel], info1.threshold)
-        _, logit1 = _heads(heads, runner, torch.from_numpy(np.asarray(store[g_idx][:, 0])), low)
+        _, logit1 = _heads(heads, views(g_idx), low)
         stage1_gender = _gender(labels[g_idx], 1 / (1 + np.exp(-logit1)))
         # untrained baseline for this fold: protocol accuracy, LR gender on dlib embeddings
         lr_idx = np.array([i for i in train_idx if labels[i] >= 0])

@@ -22,12 +22,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _lfw_cache import DEFAULT_CACHE, DEFAULT_LFW, lfw_records, trunk_cache
+from _lfw_cache import (
+    DEFAULT_CACHE,
+    DEFAULT_LFW,
+    lfw_records,
+    stage_activations,
+    trunk_cache,
+)
 
 ASSET = REPO / "src" / "siamface" / "assets" / "default-dlib-resnet.safetensors"
 MAX_BYTES = 8 * 1024 * 1024
@@ -52,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     from siamface.data import FaceDataset, person_split
     from siamface.train import apply_overrides, load_config, train
     from siamface.train.data import TrainData
-    from siamface.train.features import GroupRunner, advance
-    from siamface.train.run import build_model
+    from siamface.train.features import GroupRunner
+    from siamface.train.run import build_model, validation_views
 
     config = apply_overrides(load_config(args.config), [
         f"data.root={args.lfw}", "data.layout=lfw", f"data.val_fraction={args.val_fraction}",
@@ -71,10 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     index = {r.path: int(i) for r, i in zip(data_all, use)}
     tr = np.array([index[r.path] for r in train_ds])
     va = np.array([index[r.path] for r in val_ds])
-    acts = {}
-    for b in sorted(set(boundaries)):
-        acts[b] = (advance(runner, torch.from_numpy(np.asarray(store[tr])), low, b),
-                   advance(runner, torch.from_numpy(np.asarray(store[va][:, :1])), low, b))
+    acts = stage_activations(runner, store, tr, va, low, boundaries,
+                             len(validation_views(config)))
     empty = np.zeros((0, 150, 150, 3), np.uint8)
     print(f"training on {len(train_ds)} images / {len(train_ds.persons())} people; "
           f"validation {len(val_ds)} images / {len(val_ds.persons())} people "

@@ -14,6 +14,7 @@ from siamface.losses import (
     BatchHardTripletLoss,
     ContrastiveLoss,
     FocalLoss,
+    PairHingeLoss,
     WeightedBCELoss,
     balanced_class_weights,
     batch_hard_triplet_loss,
@@ -21,6 +22,7 @@ from siamface.losses import (
     distance_matrix,
     focal_loss,
     pair_distance,
+    pair_hinge_loss,
     weighted_bce_loss,
 )
 
@@ -192,3 +194,43 @@ def test_distance_matrix_kinds():
     assert torch.allclose(distance_matrix(x, "squared_euclidean"), torch.cdist(x, x) ** 2)
     unit = torch.nn.functional.normalize(x, dim=1)
     assert torch.allclose(distance_matrix(x, "cosine"), 1 - unit @ unit.T)
+
+
+# --- pair hinge (dlib's metric loss form) ----------------------------------------------------
+def _pair_hinge_reference(emb: torch.Tensor, labels: list[int], threshold: float,
+                          margin: float) -> float:
+    positives, negatives = [], []
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            d = torch.dist(emb[i], emb[j]).item()
+            if labels[i] == labels[j]:
+                positives.append(max(0.0, d - (threshold - margin)))
+            else:
+                negatives.append(max(0.0, threshold + margin - d))
+    k = min(len(negatives), max(len(positives), 1))
+    kept = sorted(negatives, reverse=True)[:k]
+    return (sum(positives) + sum(kept)) / (len(positives) + len(kept))
+
+
+def test_pair_hinge_matches_reference_loop():
+    gen = torch.Generator().manual_seed(3)
+    emb = torch.randn(20, 8, dtype=torch.float64, generator=gen) * 0.25
+    labels = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 5, 5, 6, 7, 8, 8, 9, 10, 11]
+    got = PairHingeLoss(threshold=0.6, margin=0.04)(emb, torch.tensor(labels))
+    want = _pair_hinge_reference(emb, labels, 0.6, 0.04)
+    assert want > 0
+    assert got.item() == pytest.approx(want, rel=1e-9)
+
+
+def test_pair_hinge_edge_cases_and_gradients():
+    far = torch.tensor([[0.0, 0.0], [0.0, 0.1], [5.0, 5.0], [5.0, 5.1]], requires_grad=True)
+    assert pair_hinge_loss(far, torch.tensor([0, 0, 1, 1])).item() == 0.0
+    # no genuine pair: the single hardest impostor pair still counts
+    close = torch.tensor([[0.0, 0.0], [0.0, 0.3], [3.0, 0.0]], requires_grad=True)
+    loss = pair_hinge_loss(close, torch.tensor([0, 1, 2]))
+    loss.backward()
+    assert loss.item() == pytest.approx(0.64 - 0.3) and torch.isfinite(close.grad).all()
+    one = torch.zeros(1, 4, requires_grad=True)
+    assert pair_hinge_loss(one, torch.tensor([0])).item() == 0.0
+    with pytest.raises(ConfigError):
+        PairHingeLoss(threshold=0.5, margin=0.6)

@@ -24,15 +24,27 @@ def test_shipped_configs_load():
         assert isinstance(load_config(path), TrainConfig)
 
 
-def test_reference_defaults():
-    c = TrainConfig()
+def test_reference_recipe_config():
+    c = load_config(REPO / "configs" / "reference.yaml")
     assert (c.stage1.optimizer, c.stage1.lr, c.stage1.epochs, c.stage1.patience) == (
         "adam", 1e-3, 15, 3)
     assert (c.stage2.optimizer, c.stage2.lr, c.stage2.weight_decay, c.stage2.schedule,
             c.stage2.epochs, c.stage2.patience) == ("adamw", 2e-6, 1e-5, "cosine", 20, 5)
     assert c.stage2.lr * c.stage2.min_lr_fraction == pytest.approx(2e-7)
     assert c.stage3.lr == 5e-7 and not c.stage3.enabled
-    assert (c.loss.margin, c.loss.verification_weight, c.loss.gender_weight) == (1.0, 0.5, 1.0)
+    assert (c.loss.verification, c.loss.margin, c.loss.verification_weight,
+            c.loss.gender_weight, c.loss.gender_backprop) == ("contrastive", 1.0, 0.5, 1.0, True)
+    assert (c.model.gender_dropout, c.model.flip_average) == (0.6, False)
+    assert c.stage1.monitor == c.stage2.monitor == "val_total"
+
+
+def test_default_config_file_equals_builtin_defaults():
+    from siamface.train.config import config_to_dict
+
+    file = config_to_dict(load_config(REPO / "configs" / "default.yaml"))
+    builtin = config_to_dict(TrainConfig())
+    file["run"]["out_dir"] = builtin["run"]["out_dir"]
+    assert file == builtin
 
 
 def test_overrides_and_types():
@@ -135,7 +147,7 @@ def test_multitask_loss_parts():
 
     w = gender_class_weights(LossConfig(), [0, 0, 0, 1, -1])
     assert w == pytest.approx([4 / 6, 4 / 2])
-    loss = MultiTaskLoss(LossConfig(), w)
+    loss = MultiTaskLoss(LossConfig(verification="contrastive"), w)
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
     parts = loss(a, b, torch.randn(4), torch.randn(4), torch.tensor([1., 0, 1, 0]),
@@ -148,6 +160,17 @@ def test_multitask_loss_parts():
     out = triplet(a, b, torch.randn(4), torch.randn(4), torch.ones(4), torch.zeros(4).long(),
                   torch.zeros(4).long(), torch.arange(4), torch.arange(4))
     assert torch.isfinite(out["total"])
+    hinge = MultiTaskLoss(LossConfig(), w)  # the default: pair hinge over the 8 images
+    persons = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 4, 2, 5])
+    out = hinge(a, b, torch.randn(4), torch.randn(4), torch.tensor([1., 0, 1, 0]),
+                torch.zeros(4).long(), torch.zeros(4).long(), *persons)
+    from siamface.losses import pair_hinge_loss
+
+    torch.testing.assert_close(out["verification"],
+                               pair_hinge_loss(torch.cat([a, b]), torch.cat(persons)))
+    with pytest.raises(ValueError, match="person labels"):
+        hinge(a, b, torch.randn(4), torch.randn(4), torch.ones(4), torch.zeros(4).long(),
+              torch.zeros(4).long())
 
 
 # --- end to end ------------------------------------------------------------------------------

@@ -153,6 +153,10 @@ def _parse_info(meta: Any, source: str) -> CheckpointInfo:
             raise ValueError(f"threshold {threshold} is not a finite non-negative distance")
         if not isinstance(trained, bool):
             raise TypeError(f"gender.trained must be true or false, got {trained!r}")
+        preprocessing = meta.get("preprocessing", {})
+        if not isinstance(preprocessing.get("flip_average", False), bool):
+            raise TypeError(f"preprocessing.flip_average must be true or false, got "
+                            f"{preprocessing['flip_average']!r}")
         if not (isinstance(classes, list) and len(classes) == 2
                 and all(isinstance(c, str) and c for c in classes)):
             raise ValueError(f"gender_classes must be two names, got {classes!r}")
@@ -164,7 +168,7 @@ def _parse_info(meta: Any, source: str) -> CheckpointInfo:
             threshold=threshold,
             threshold_source=str(meta["threshold"]["source"]),
             gender_trained=trained,
-            preprocessing=dict(meta.get("preprocessing", {})),
+            preprocessing=dict(preprocessing),
             training=dict(meta.get("training", {})),
             metrics=dict(meta.get("metrics", {})),
             format_version=version,

@@ -71,12 +71,15 @@ class SiameseMultiTask(nn.Module):
             nn.Dropout(self.head_config.gender_dropout), nn.Linear(dim, 1)
         )
 
-    def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Apply both heads to backbone features (used directly on cached features)."""
+    def heads(self, features: torch.Tensor, *, gender_backprop: bool = True
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply both heads to backbone features (used directly on cached features). Without
+        ``gender_backprop`` the gender loss trains the gender head only, not the features."""
         embedding = self.projection(features)
         if self.head_config.normalize:
             embedding = F.normalize(embedding, dim=1)
-        gender_logit = self.gender_head(features).squeeze(1)
+        gender_logit = self.gender_head(features if gender_backprop else features.detach())
+        gender_logit = gender_logit.squeeze(1)
         return embedding, gender_logit
 
     def forward_single(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -136,14 +136,15 @@ class FaceService:
     # construction -------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, crop: str | None = None,
-             select: str | None = None, flip: bool = False, device: str = "cpu",
+             select: str | None = None, flip: bool | None = None, device: str = "cpu",
              backbone: str | None = None, backbone_weights: str | None = None,
              batch_size: int = 32) -> FaceService:
         """Load a checkpoint (the shipped default when ``path`` is None).
 
         ``backbone`` without ``path``: that backbone's pretrained embeddings with its default
         threshold and no trained gender head. ``crop`` / ``select`` override the checkpoint's
-        preprocessing; ``flip`` averages each face with its mirror image.
+        preprocessing; ``flip`` averages each face with its mirror image (None: when the
+        checkpoint's threshold was calibrated that way).
         """
         from siamface.faces import DEFAULT_SELECT, FacePipeline
 
@@ -165,6 +166,8 @@ class FaceService:
             crop=crop or pre.get("crop"),
             select=select or pre.get("select") or DEFAULT_SELECT,
         )
+        if flip is None:
+            flip = bool(pre.get("flip_average", False))
         return cls(model, info, pipeline, flip=flip, device=device, batch_size=batch_size)
 
     # properties ---------------------------------------------------------------------------

@@ -31,8 +31,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="face crop (default: the model's, normally aligned)")
     parser.add_argument("--select", choices=("largest", "central", "score"), default=None,
                         help="which face when there are several (default: the model's)")
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,
-                        help="average each face with its mirror image")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="average each face with its mirror image (default: as the model "
+                             "was calibrated)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 

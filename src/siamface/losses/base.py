@@ -60,8 +60,10 @@ def distance_matrix(x: torch.Tensor, distance: str = "euclidean") -> torch.Tenso
     if distance == "cosine":
         unit = torch.nn.functional.normalize(x, dim=1)
         return 1.0 - unit @ unit.T
-    diff = x.unsqueeze(1) - x.unsqueeze(0)
-    squared = diff.pow(2).sum(dim=2)
+    # the Gram form keeps memory at N x N (the difference tensor would be N x N x D)
+    norms = x.pow(2).sum(dim=1)
+    squared = (norms.unsqueeze(1) + norms.unsqueeze(0) - 2.0 * (x @ x.T)).clamp_min(0.0)
+    squared = squared * (1.0 - torch.eye(len(x), dtype=x.dtype, device=x.device))
     return squared if distance == "squared_euclidean" else squared.clamp_min(_EPS).sqrt()
 
 

@@ -89,19 +89,22 @@ class TopModel(nn.Module):
     """The trainable part of a stage: groups ``start:`` of the backbone, then the heads.
 
     ``forward(activations)`` -> (embedding, gender logit). Parameters are the model's own, so
-    training this trains ``model``.
+    training this trains ``model``. Without ``gender_backprop`` the gender loss does not reach
+    the backbone groups.
     """
 
-    def __init__(self, model: SiameseMultiTask, runner: GroupRunner, start: int):
+    def __init__(self, model: SiameseMultiTask, runner: GroupRunner, start: int, *,
+                 gender_backprop: bool = True):
         super().__init__()
         self.model = model
         self.runner = runner
         self.start = int(start)
+        self.gender_backprop = gender_backprop
         self.top = nn.ModuleList(m for _, mods in runner.groups[self.start:] for m in mods)
 
     def forward(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.runner.run(activations, self.start)
-        return self.model.heads(features)
+        return self.model.heads(features, gender_backprop=self.gender_backprop)
 
 
 def make_views(chips: np.ndarray, views: Sequence[str],

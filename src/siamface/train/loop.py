@@ -181,15 +181,17 @@ def train_epoch(top: TopModel, module: nn.Module, loss_fn: MultiTaskLoss,
 @torch.no_grad()
 def embed_cached(top: TopModel, x: torch.Tensor, device: str = "cpu",
                  batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings and gender logits of view 0 of cached activations, in eval mode."""
+    """Embeddings and gender logits of cached activations (N, V, ...) in eval mode, each the
+    mean over the V views (V = 2 when validating with flip averaging)."""
     was_training = top.training
     top.eval()
     embs, logits = [], []
     try:
         for start in range(0, len(x), batch_size):
-            emb, logit = top(x[start:start + batch_size, 0].to(device))
-            embs.append(emb.cpu())
-            logits.append(logit.cpu())
+            chunk = x[start:start + batch_size].to(device)
+            emb, logit = top(chunk.flatten(0, 1))
+            embs.append(emb.unflatten(0, chunk.shape[:2]).mean(dim=1).cpu())
+            logits.append(logit.unflatten(0, chunk.shape[:2]).mean(dim=1).cpu())
     finally:
         top.train(was_training)
     return torch.cat(embs), torch.cat(logits)

@@ -1,6 +1,6 @@
 """The multi-task objective: a verification loss on pair distances (contrastive) or on the
-batch's embeddings (batch-hard triplet), plus a gender loss on each image of the pair, weighted
-and summed. Returns the named parts and the weighted total."""
+batch's embeddings with person labels (batch-hard triplet, pair hinge), plus a gender loss on
+each image of the pair, weighted and summed. Returns the named parts and the weighted total."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from siamface.losses import (
     BatchHardTripletLoss,
     ContrastiveLoss,
     FocalLoss,
+    PairHingeLoss,
     WeightedBCELoss,
     balanced_class_weights,
     pair_distance,
@@ -46,8 +47,10 @@ class MultiTaskLoss(nn.Module):
         self.class_weights = [float(w) for w in class_weights]
         if config.verification == "contrastive":
             self.verification: nn.Module = ContrastiveLoss(config.margin)
-        else:
+        elif config.verification == "triplet":
             self.verification = BatchHardTripletLoss(config.triplet_margin)
+        else:
+            self.verification = PairHingeLoss(config.hinge_threshold, config.hinge_margin)
         if config.gender == "bce":
             self.gender: nn.Module = WeightedBCELoss(self.class_weights)
         else:
@@ -63,7 +66,7 @@ class MultiTaskLoss(nn.Module):
             verification = self.verification(pair_distance(emb_a, emb_b), same)
         else:
             if person_a is None or person_b is None:
-                raise ValueError("the triplet loss needs person labels")
+                raise ValueError(f"the {self.config.verification} loss needs person labels")
             verification = self.verification(torch.cat([emb_a, emb_b]),
                                               torch.cat([person_a, person_b]))
         parts = {

@@ -34,7 +34,7 @@ from siamface.train.stages import (
 )
 from siamface.train.state import load_state, save_state, trained_state
 
-__all__ = ["RUN_FILES", "TrainResult", "build_model", "train"]
+__all__ = ["RUN_FILES", "TrainResult", "build_model", "train", "validation_views"]
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,12 @@ def _augment_fn(config: TrainConfig, size: int):
     return lambda chip, seed: aug(image=np.ascontiguousarray(chip))["image"]
 
 
+def validation_views(config: TrainConfig) -> tuple[str, ...]:
+    """The views each validation image is embedded with (their mean is its embedding), as the
+    trained model will be used: with its mirror image when ``model.flip_average``."""
+    return ("orig", "flip") if config.model.flip_average else ("orig",)
+
+
 def compute_activations(model: SiameseMultiTask, runner: GroupRunner, data: TrainData,
                         config: TrainConfig, boundaries: list[int], progress: _Progress,
                         device: str = "cpu") -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
@@ -135,17 +141,19 @@ def compute_activations(model: SiameseMultiTask, runner: GroupRunner, data: Trai
     backbone = model.backbone
     size = int(backbone.config.input_size)
     n_views = len(config.data.views) + config.data.augment_views
-    bar = progress.bar(len(data.train_chips) * n_views + len(data.val_chips), "trunk cache",
-                       "img")
+    bar = progress.bar(len(data.train_chips) * n_views
+                       + len(data.val_chips) * len(validation_views(config)), "trunk cache", "img")
     try:
         train_low = trunk_activations(
             backbone, runner, data.train_chips, low, views=config.data.views,
             augment=_augment_fn(config, size), augment_views=config.data.augment_views,
             seed=config.run.seed, batch_size=config.run.feature_batch_size, device=device,
             progress=lambda n: bar.update(n * n_views))
-        val_low = trunk_activations(backbone, runner, data.val_chips, low, views=("orig",),
+        val_low = trunk_activations(backbone, runner, data.val_chips, low,
+                                    views=validation_views(config),
                                     batch_size=config.run.feature_batch_size, device=device,
-                                    progress=bar.update)
+                                    progress=lambda n: bar.update(
+                                        n * len(validation_views(config))))
     finally:
         bar.close()
     out = {}
@@ -257,7 +265,7 @@ def _run_stages(stages, boundaries, model, runner, activations, data, config, va
     for si, (key, stage) in enumerate(stages):
         boundary = boundaries[si]
         unlock(model, stage)
-        top = TopModel(model, runner, boundary)
+        top = TopModel(model, runner, boundary, gender_backprop=config.loss.gender_backprop)
         inputs = _stage_inputs(*activations[boundary], data, config, val_pairs)
         if state is not None and (si < state["stage_index"] or (
                 si == state["stage_index"] and state["stage_done"])):
@@ -318,8 +326,9 @@ def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
         row.update(evaluation.metrics())
         row["seconds"] = round(time.perf_counter() - began, 3)
         history.append(row)
-        if row["val_total"] < best_loss - 1e-12:
-            best_loss, bad, best_epoch = row["val_total"], 0, epoch
+        score = _monitored(row, stage.monitor)
+        if score < best_loss - 1e-12:
+            best_loss, bad, best_epoch = score, 0, epoch
             best_state = trained_state(model, kept_groups)
         else:
             bad += 1
@@ -340,6 +349,15 @@ def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
             write_json(out_dir / RUN_FILES["history_json"], history)
         if done:
             break
+
+
+def _monitored(row: dict[str, Any], monitor: str) -> float:
+    """The early-stopping score of an epoch's row, lower is better."""
+    if monitor not in row:
+        raise ConfigError(f"monitor {monitor!r} is not measured here (too few validation "
+                          f"pairs?); use val_total or val_verification")
+    value = float(row[monitor])
+    return -value if monitor.startswith("val_accuracy") else value
 
 
 def _bar_callback(bar):
@@ -370,7 +388,8 @@ def _save(path: Path, model: SiameseMultiTask, threshold: float, metrics: dict[s
           config: TrainConfig, stored_groups: list[str], train_images: int | None, *,
           gender_trained: bool) -> None:
     pre = dict(model.backbone.config.preprocessing())
-    pre.update({"crop": config.data.crop, "select": config.data.select})
+    pre.update({"crop": config.data.crop, "select": config.data.select,
+                "flip_average": config.model.flip_average})
     training = {"config": config_to_dict(config)}
     if train_images is not None:
         training["train_images"] = train_images
