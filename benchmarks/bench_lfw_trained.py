@@ -15,7 +15,8 @@ and kept under ``.cache/`` (see ``benchmarks/_lfw_cache.py``), so the folds reus
 Usage (repository root):
     PYTHONPATH=src .venv/bin/python benchmarks/bench_lfw_trained.py            # 10 folds
     PYTHONPATH=src .venv/bin/python benchmarks/bench_lfw_trained.py --limit-folds 1
-    ... --distort fog            # the second image of each pair distorted (on its chip)
+    ... --distort all            # also each distortion kind on the second image of each
+                                 # pair (on its chip), with the same trained models
     ... --set stage2.epochs=5    # any training config override
 ``--allow-partial`` uses whatever chips the cache already holds (pairs with a missing image
 are left out and counted).
@@ -92,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", default=None,
                         help="comma-separated folds to run (e.g. 5,6,7), instead of the first "
                              "--limit-folds")
-    parser.add_argument("--distort", default=None, metavar="KIND",
-                        help="distort the second image of each pair (siamface.augment kinds)")
+    parser.add_argument("--distort", default=None, metavar="KINDS",
+                        help="also score each fold with the second image of each pair "
+                             "distorted: comma-separated siamface.augment kinds, or 'all'")
     parser.add_argument("--allow-partial", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-lfw-trained"))
     parser.add_argument("--val-fraction", type=float, default=0.1)
@@ -141,26 +143,40 @@ def main(argv: list[str] | None = None) -> int:
     fold_of = np.array([p.fold for p in pairs])
     labels = dataset.gender_labels()
 
-    second = {}
-    if args.distort:  # distorted chip features of each pair's second image, untrained trunk
-        need = np.unique(pb[usable])
-        second = dict(zip(need.tolist(), _distorted_features(
-            model0, runner, chips, need, args.distort, low).numpy()))
-
-    def second_acts(b_idx: np.ndarray) -> torch.Tensor:
-        if not args.distort:
-            return views(b_idx)
-        return torch.from_numpy(np.stack([second[int(i)] for i in b_idx]))[:, :n_views]
-
-    # untrained baseline distances over all folds (protocol threshold from the other folds)
-    d0 = np.linalg.norm(emb0[pa] - emb0[pb], axis=1)
+    kinds: list[str] = []
     if args.distort:
-        with torch.no_grad():
-            for f in range(10):
-                sel = np.flatnonzero(usable & (fold_of == f))
-                eb = runner.run(second_acts(pb[sel])[:, 0], low).numpy()
+        from siamface.augment import DISTORTIONS
+
+        kinds = list(DISTORTIONS) if args.distort == "all" else args.distort.split(",")
+        unknown = sorted(set(kinds) - set(DISTORTIONS))
+        if unknown:
+            parser.error(f"unknown distortion {unknown}; kinds: {', '.join(DISTORTIONS)}")
+    # trunk activations of each pair's distorted second image (and its mirror), per kind
+    need = np.unique(pb[usable])
+    second: dict[str, dict[int, np.ndarray]] = {}
+    for kind in kinds:
+        t = time.time()
+        second[kind] = dict(zip(need.tolist(), _distorted_features(
+            model0, runner, chips, need, kind, low).numpy()))
+        print(f"distorted second images: {kind} ({time.time() - t:.0f} s)", flush=True)
+
+    def second_acts(b_idx: np.ndarray, kind: str | None = None) -> torch.Tensor:
+        if kind is None:
+            return views(b_idx)
+        return torch.from_numpy(np.stack([second[kind][int(i)] for i in b_idx]))[:, :n_views]
+
+    # untrained baselines over all folds (protocol threshold from the other folds), per
+    # condition (None: clean)
+    base = {}
+    for kind in [None, *kinds]:
+        d0 = np.linalg.norm(emb0[pa] - emb0[pb], axis=1)
+        if kind is not None:
+            with torch.no_grad():
+                sel = np.flatnonzero(usable)
+                eb = runner.run(second_acts(pb[sel], kind)[:, 0], low).numpy()
                 d0[sel] = np.linalg.norm(emb0[pa[sel]] - eb, axis=1)
-    base_k = kfold_verification(d0[usable], same[usable], fold_of[usable])
+        base[kind] = kfold_verification(d0[usable], same[usable], fold_of[usable])
+    base_k = base[None]
 
     rows = []
     folds = ([int(f) for f in args.folds.split(",")] if args.folds
@@ -181,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(cfg, data=data, model=build_model(cfg), activations=acts)
         model = result.model
         sel = np.flatnonzero(usable & (fold_of == k))
+        extra: dict[str, float] = {}
         ea, _ = _heads(model, views(pa[sel]), low)
         eb, _ = _heads(model, second_acts(pb[sel]), low)
         d = np.linalg.norm(ea - eb, axis=1)
@@ -200,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         lr_idx = np.array([i for i in train_idx if labels[i] >= 0])
         lr = LogisticRegression(max_iter=2000).fit(emb0[lr_idx], labels[lr_idx])
         base_gender = _gender(labels[g_idx], lr.predict_proba(emb0[g_idx])[:, 1])
+        for kind in kinds:  # the same trained model, second image distorted
+            eb, _ = _heads(model, second_acts(pb[sel], kind), low)
+            extra[f"verification_{kind}"] = verification_accuracy(
+                np.linalg.norm(ea - eb, axis=1), same[sel], result.threshold)
+            extra[f"baseline_verification_{kind}"] = float(base[kind]["accuracies"][k])
         row = {"fold": k, "pairs": int(sel.size), "gender_images": int(g_idx.size),
                "train_images": len(tr), "val_images": len(va),
                "threshold": result.threshold, "verification": acc,
@@ -208,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                "stage1_verification": acc1, "stage1_threshold": info1.threshold,
                **{f"stage1_{n}": v for n, v in stage1_gender.items()},
                "epochs": {s: sum(r["stage"] == s for r in result.history) for s, _ in stages},
-               "seconds": round(time.time() - t0, 1)}
+               **extra, "seconds": round(time.time() - t0, 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -221,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         return f"{v.mean() * scale:.2f}{unit} +- {v.std() * scale:.2f}" if scale != 1 else \
             f"{v.mean():.3f} +- {v.std():.3f}"
 
-    title = f"LFW View 2, {len(rows)} fold(s)" + (f", second image {args.distort}"
-                                                  if args.distort else "")
+    title = f"LFW View 2, {len(rows)} fold(s)"
     table = [
         f"## {title}", "",
              "| model | verification | gender accuracy | balanced accuracy | female F1 |",
@@ -241,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
          f"pairs used {int(usable.sum())}/6000; images {int(avail.sum())}/{len(dataset)}; "
          f"total {time.time() - started:.0f} s"),
     ]
+    if kinds:
+        table += ["", f"## {title}, second image of each pair distorted", "",
+                  ("| distortion | untrained dlib (protocol threshold) | trained (two stages, "
+                  "calibrated threshold) |"), "| --- | --- | --- |",
+                  f"| none | {ms('baseline_verification')} | {ms('verification')} |"]
+        table += [f"| {kind} | {ms(f'baseline_verification_{kind}')} | "
+                  f"{ms(f'verification_{kind}')} |" for kind in kinds]
     print("\n".join(table))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"rows": rows, "table": table},

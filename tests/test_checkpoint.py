@@ -152,6 +152,8 @@ def test_interrupted_save_leaves_previous_file(tmp_path, trained_model, monkeypa
     (lambda m: m["threshold"].update(value=-1.0), "threshold -1.0"),
     (lambda m: m["gender"].update(trained="false"), "gender.trained must be true or false"),
     (lambda m: m["head"].update(gender_classes="ab"), "gender_classes must be two names"),
+    (lambda m: m.setdefault("preprocessing", {}).update(flip_average="yes"),
+     "flip_average must be true or false"),
     (lambda m: m.clear() or m.update(format="siamface-checkpoint", format_version=1),
      "malformed checkpoint metadata"),
 ])

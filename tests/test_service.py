@@ -87,3 +87,17 @@ def test_result_to_dict_is_json_ready(service, faces):
 
     text = json.dumps(service.verify(faces["peirsol1"], faces["cook"]).to_dict())
     assert '"is_match": false' in text
+
+
+def test_flip_averaging_follows_the_checkpoint(tmp_path):
+    from siamface.checkpoint import save_checkpoint
+    from siamface.service import _untrained_default
+
+    model, _ = _untrained_default("dlib-resnet", None)
+    for flip in (True, False):
+        path = tmp_path / f"flip-{flip}.safetensors"
+        save_checkpoint(path, model, threshold=0.6, threshold_source="test",
+                        gender_trained=False, preprocessing={"crop": "aligned",
+                                                             "flip_average": flip})
+        assert load(path).flip is flip
+        assert load(path, flip=not flip).flip is (not flip)  # an explicit choice wins
