@@ -4,7 +4,9 @@
 
 Variants: eager fp32 (NCHW), channels_last, under ``torch.no_grad`` or ``torch.inference_mode``,
 and ``torch.compile`` with frozen weights. The dlib ResNet always runs with its affine layers
-folded into the convolutions. ``embed()`` is the library path (eager, channels_last input).
+folded into the convolutions. ``embed()`` is the library path (eager, channels_last input);
+"shipped model" rows are the service's path with the default model (heads and fine-tuned top
+groups), plain and flip-averaged (each face and its mirror image: the default).
 """
 
 from __future__ import annotations
@@ -95,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         diff = max(diff, (out_c - ref).abs().max().item())
     add_row("embed() incl. preprocess",
             *_time(lambda: model.embed(chips, batch_size=args.batch), args.runs, args.warmup))
+    if args.backbone == "dlib-resnet":  # the service path of the shipped default model
+        from siamface.service import load
+
+        for flip in (False, True):
+            service = load(flip=flip, batch_size=args.batch)
+            add_row(f"shipped model, flip={flip}",
+                    *_time(lambda s=service: s._run_chips(chips), args.runs, args.warmup))
 
     print(f"{args.backbone}: batch {args.batch}, {args.threads} threads, torch "
           f"{torch.__version__}, median of {args.runs} runs "
