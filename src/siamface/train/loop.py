@@ -27,6 +27,7 @@ from siamface.train.objective import MultiTaskLoss
 __all__ = ["Evaluation", "StageInputs", "epoch_seed", "evaluate", "train_epoch"]
 
 LOSS_PARTS = ("total", "verification", "gender_a", "gender_b")
+EVAL_CHUNK_PAIRS = 512
 
 
 class PairSampler:
@@ -199,16 +200,28 @@ def embed_cached(top: TopModel, x: torch.Tensor, device: str = "cpu",
 
 def evaluate(top: TopModel, loss_fn: MultiTaskLoss, inputs: StageInputs,
              device: str = "cpu") -> Evaluation:
-    """Validation loss parts over the fixed validation pairs, plus distances and logits."""
+    """Validation loss parts over the fixed validation pairs, plus distances and logits.
+
+    The losses are averaged over chunks of ``EVAL_CHUNK_PAIRS`` pairs in a fixed shuffled
+    order, like training batches: the batch-wide losses (triplet, pair hinge) compare every
+    image of a chunk with every other, which over all pairs at once would need memory growing
+    with the square of their number."""
     emb, logit = embed_cached(top, inputs.val_x, device)
     a, b = inputs.val_a, inputs.val_b
+    order = torch.from_numpy(np.random.default_rng(0).permutation(len(a)))
+    sums = torch.zeros(len(LOSS_PARTS), dtype=torch.float64)
     with torch.no_grad():
-        parts = loss_fn(emb[a], emb[b], logit[a], logit[b], inputs.val_same,
-                        inputs.val_gender[a], inputs.val_gender[b],
-                        inputs.val_person[a], inputs.val_person[b])
+        for start in range(0, len(order), EVAL_CHUNK_PAIRS):
+            rows = order[start:start + EVAL_CHUNK_PAIRS]
+            ca, cb = a[rows], b[rows]
+            parts = loss_fn(emb[ca], emb[cb], logit[ca], logit[cb], inputs.val_same[rows],
+                            inputs.val_gender[ca], inputs.val_gender[cb],
+                            inputs.val_person[ca], inputs.val_person[cb])
+            sums += torch.tensor([float(parts[k]) for k in LOSS_PARTS],
+                                 dtype=torch.float64) * len(rows)
         distances = top.model.distance(emb[a], emb[b])
     return Evaluation(
-        losses={k: float(parts[k]) for k in LOSS_PARTS},
+        losses={k: float(v) for k, v in zip(LOSS_PARTS, sums / max(len(order), 1))},
         distances=distances.numpy().astype(np.float64),
         same=inputs.val_same.numpy().astype(bool),
         logits=logit.numpy().astype(np.float64),
