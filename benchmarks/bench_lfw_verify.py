@@ -1,7 +1,9 @@
 """LFW View 2 verification with the full pipeline (MTCNN-aligned chips + backbone, no
 training), standard 10-fold protocol: the threshold is chosen on 9 folds, applied to the 10th.
 
-    .venv/bin/python benchmarks/bench_lfw_verify.py                 # default model, both flips
+    .venv/bin/python benchmarks/bench_lfw_verify.py --backbone dlib-resnet   # untrained
+    .venv/bin/python benchmarks/bench_lfw_verify.py                 # default model (trained
+                                                                    # on LFW: not held out)
     .venv/bin/python benchmarks/bench_lfw_verify.py --select largest --backbone dlib-resnet
     .venv/bin/python benchmarks/bench_lfw_verify.py --distort all      # robustness table
 
@@ -70,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     from siamface.service import load
 
     service = load(args.model, backbone=args.backbone, crop=args.crop, select=args.select)
+    if "lfw" in json.dumps(service.info.training).lower():
+        print("warning: this model was trained on LFW, so these are not held-out figures; "
+              "use --backbone dlib-resnet, or benchmarks/bench_lfw_trained.py for trained "
+              "models", file=sys.stderr)
     pairs = read_view2(args.lfw)
     index: dict[Path, int] = {}
     for pair in pairs:
