@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from siamface.service import load
 
     service = load(args.model, backbone=args.backbone, crop=args.crop, select=args.select)
-    if "lfw" in json.dumps(service.info.training).lower():
+    layout = service.info.training.get("config", {}).get("data", {}).get("layout")
+    if layout == "lfw":
         print("warning: this model was trained on LFW, so these are not held-out figures; "
               "use --backbone dlib-resnet, or benchmarks/bench_lfw_trained.py for trained "
               "models", file=sys.stderr)

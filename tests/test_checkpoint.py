@@ -173,3 +173,15 @@ def test_saved_files_get_normal_permissions(tmp_path, trained_model):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_version_1_checkpoints_still_load_without_flip(tmp_path, trained_model):
+    from siamface.service import load
+
+    path = tmp_path / "v1.safetensors"
+    save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True,
+                    preprocessing={"crop": "aligned"})
+    _rewrite_metadata(path, lambda m: m.update(format_version=1))
+    _, info = load_checkpoint(path)
+    assert info.format_version == 1 and "flip_average" not in info.preprocessing
+    assert load(path).flip is False

@@ -25,6 +25,8 @@ def test_default_model_ships_inside_the_package():
     assert info.threshold_source.startswith("youden")
     assert 0.4 < info.threshold < 0.8
     assert info.head.gender_classes == ("male", "female")
+    assert info.preprocessing["flip_average"] is True  # its threshold assumes flip averaging
+    assert load().flip is True
 
 
 def test_default_model_reports_gender(model, lfw_dir):

@@ -35,7 +35,7 @@ def test_reference_recipe_config():
     assert (c.loss.verification, c.loss.margin, c.loss.verification_weight,
             c.loss.gender_weight, c.loss.gender_backprop) == ("contrastive", 1.0, 0.5, 1.0, True)
     assert (c.model.gender_dropout, c.model.flip_average) == (0.6, False)
-    assert c.stage1.monitor == c.stage2.monitor == "val_total"
+    assert c.stage1.monitor == c.stage2.monitor == c.stage3.monitor == "val_total"
 
 
 def test_default_config_file_equals_builtin_defaults():
@@ -138,7 +138,30 @@ def test_gradients_reach_exactly_the_unlocked_parameters(model, unlocked):
     (emb.sum() + logit.sum()).backward()
     got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert got == expected
+
+    # gender_backprop=False: the gender loss trains the gender head and nothing else
     model.zero_grad(set_to_none=True)
+    _, logit = TopModel(model, runner, start, gender_backprop=False)(acts)
+    logit.sum().backward()
+    got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert got == {n for n in expected if n.startswith("gender_head.")}
+    model.zero_grad(set_to_none=True)
+
+
+def test_validation_embeddings_average_the_views(model):
+    from siamface.train.features import GroupRunner, TopModel
+    from siamface.train.loop import embed_cached
+
+    runner = GroupRunner(model.backbone, check=False)
+    top = TopModel(model, runner, len(runner))
+    feats = torch.randn(5, 2, 128, generator=torch.Generator().manual_seed(4))
+    emb, logit = embed_cached(top, feats, batch_size=2)
+    model.eval()
+    with torch.no_grad():
+        e0, l0 = model.heads(feats[:, 0])
+        e1, l1 = model.heads(feats[:, 1])
+    torch.testing.assert_close(emb, (e0 + e1) / 2)
+    torch.testing.assert_close(logit, (l0 + l1) / 2)
 
 
 def test_multitask_loss_parts():
@@ -214,9 +237,23 @@ def test_main_trains_both_stages(facecom, tmp_path, capsys):
     assert resolved["stage2"]["epochs"] == 1 and resolved["stage1"]["epochs"] == 3
     service = siamface.load(out / "model.safetensors")
     assert service.gender_available and service.threshold == pytest.approx(info.threshold)
+    # calibrated on flip-averaged faces (the default), so the service averages too
+    assert info.preprocessing["flip_average"] is True and service.flip is True
     face = service.analyze(next((facecom / "Task_B" / "val").glob("*/*.jpg")))[0]
     assert face.gender is not None and 0.0 <= face.gender.probability <= 1.0
     assert "validation: verification accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.lfw
+def test_unmeasurable_monitor_fails_before_training(facecom, tmp_path, capsys):
+    from siamface.cli.main import main
+
+    out = tmp_path / "run"
+    rc = main(["train", "--config", TINY, "--data", str(facecom), "--out", str(out),
+               "--set", "stage2.monitor=val_accuracy_cv"])
+    assert rc == 2
+    assert "needs at least 50 validation pairs" in capsys.readouterr().err
+    assert not (out / "stage1.safetensors").exists()
 
 
 @pytest.mark.lfw

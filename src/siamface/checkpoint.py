@@ -33,7 +33,9 @@ __all__ = [
 ]
 
 FORMAT_NAME = "siamface-checkpoint"
-FORMAT_VERSION = 1
+# 2: preprocessing may say flip_average (the threshold was calibrated on faces averaged with
+# their mirror image); a reader of version 1 would ignore it and mis-threshold, so it refuses.
+FORMAT_VERSION = 2
 META_KEY = "siamface"
 
 

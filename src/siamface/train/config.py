@@ -230,7 +230,7 @@ def _default_stage2() -> StageConfig:
 def _default_stage3() -> StageConfig:
     return StageConfig(enabled=False, unlocked_groups=3, optimizer="adamw", lr=5e-7,
                        weight_decay=1e-5, schedule="cosine", min_lr_fraction=0.1, epochs=10,
-                       patience=3)
+                       patience=3, monitor="val_verification")
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ class PairSampler:
 @dataclass
 class StageInputs:
     """Cached inputs of one stage: training activations (N, V, ...) with gender and person
-    labels and the training pair draw; validation activations (M, 1, ...) with labels and
+    labels and the training pair draw; validation activations (M, V, ...) with labels and
     fixed validation pairs (a, b, same)."""
 
     train_x: torch.Tensor
@@ -157,7 +157,9 @@ def train_epoch(top: TopModel, module: nn.Module, loss_fn: MultiTaskLoss,
     device = info.device
     for step in range(steps):
         rows = np.arange(step * batch_size, min((step + 1) * batch_size, len(a)))
-        rows = rows[info.rank::info.world_size]
+        # a contiguous share: pairs alternate genuine / impostor, so every rank gets both
+        # (a strided share would give one rank only genuine pairs)
+        rows = np.array_split(rows, info.world_size)[info.rank]
         xa = inputs.train_x[a[rows], va[rows]].to(device)
         xb = inputs.train_x[b[rows], vb[rows]].to(device)
         emb, logit = module(torch.cat([xa, xb]))

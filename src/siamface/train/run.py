@@ -135,8 +135,8 @@ def validation_views(config: TrainConfig) -> tuple[str, ...]:
 def compute_activations(model: SiameseMultiTask, runner: GroupRunner, data: TrainData,
                         config: TrainConfig, boundaries: list[int], progress: _Progress,
                         device: str = "cpu") -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Training (all views) and validation (original view) activations at each boundary,
-    running the frozen trunk once per image and view at the lowest boundary."""
+    """Training (all views) and validation (:func:`validation_views`) activations at each
+    boundary, running the frozen trunk once per image and view at the lowest boundary."""
     low = min(boundaries)
     backbone = model.backbone
     size = int(backbone.config.input_size)
@@ -163,12 +163,34 @@ def compute_activations(model: SiameseMultiTask, runner: GroupRunner, data: Trai
 
 
 def _check_resume(out_dir: Path, config_dict: dict[str, Any], state: dict[str, Any]) -> None:
-    if _comparable(state.get("config", {})) != _comparable(config_dict):
+    started, now = _comparable(state.get("config", {})), _comparable(config_dict)
+    if started == now:
+        return
+    missing = [f"{section}.{key}" for section, values in now.items() if isinstance(values, dict)
+               for key in values if key not in started.get(section, {})]
+    if missing:
         raise ConfigError(
-            f"--resume: the configuration differs from the one {out_dir} was started with "
-            f"(see {out_dir / RUN_FILES['config']}); resume with the same config and flags, "
-            "or start a new run folder"
+            f"--resume: {out_dir} was started by an older siamface whose configuration has no "
+            f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; finish it with that "
+            "version or start a new run folder"
         )
+    differ = [f"{section}.{key}" for section, values in now.items() if isinstance(values, dict)
+              for key in values if values[key] != started[section][key]]
+    raise ConfigError(
+        f"--resume: the configuration differs from the one {out_dir} was started with "
+        f"({', '.join(differ) or 'sections'}; see {out_dir / RUN_FILES['config']}); resume "
+        "with the same config and flags, or start a new run folder"
+    )
+
+
+def _check_monitors(config: TrainConfig, val_pairs: list) -> None:
+    """Refuse, before any training, a monitor the validation set cannot measure."""
+    for key, stage in config.stages():
+        if stage.monitor == "val_accuracy_cv" and len(val_pairs) < 50:
+            raise ConfigError(
+                f"{key}.monitor=val_accuracy_cv needs at least 50 validation pairs, there are "
+                f"{len(val_pairs)}; raise run.val_pairs or monitor val_verification"
+            )
 
 
 def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None = None,
@@ -222,6 +244,7 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
         activations = compute_activations(model, runner, data, config, boundaries, progress,
                                           info.device)
     val_pairs = evaluation_pairs(data.val, config.run.val_pairs, seed=config.run.seed)
+    _check_monitors(config, val_pairs)
     weights = gender_class_weights(config.loss, data.train.gender_labels())
     loss_fn = MultiTaskLoss(config.loss, weights)
     kept_groups = unlocked_group_names(model, max(s.unlocked_groups for _, s in stages))
