@@ -12,6 +12,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +179,36 @@ def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
                   file=sys.stderr, flush=True)
     return (np.memmap(file, dtype=np.float32, mode="r", shape=(n, 2, *shape)),
             _load_done(folder, n) > 0)
+
+
+@dataclass
+class LfwTraining:
+    """What both the trained benchmark and the default-model script start from: LFW in
+    dataset order, its chips, a fresh model for ``config``, the stages' boundaries and the
+    trunk cache at the lowest one (``available``: images with a chip and activations)."""
+
+    dataset: object
+    chips: np.ndarray
+    model: object
+    runner: object
+    boundaries: list[int]
+    low: int
+    store: np.ndarray
+    available: np.ndarray
+
+
+def lfw_training(config, lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *,
+                 allow_partial: bool = False) -> LfwTraining:
+    from siamface.train.features import GroupRunner
+    from siamface.train.run import build_model
+
+    dataset, chips, avail = lfw_records(lfw, cache, allow_partial=allow_partial)
+    model = build_model(config)
+    runner = GroupRunner(model.backbone)
+    boundaries = [runner.boundary(s.unlocked_groups) for _, s in config.stages()]
+    low = min(boundaries)
+    store, done = trunk_cache(model, chips, avail, low, cache)
+    return LfwTraining(dataset, chips, model, runner, boundaries, low, store, avail & done)
 
 
 def stage_activations(runner, store: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,

@@ -35,13 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _lfw_cache import (
-    DEFAULT_CACHE,
-    DEFAULT_LFW,
-    lfw_records,
-    stage_activations,
-    trunk_cache,
-)
+from _lfw_cache import DEFAULT_CACHE, DEFAULT_LFW, lfw_training, stage_activations
 
 TARGETS = {"verification": 0.993, "gender_accuracy": 0.985, "balanced_accuracy": 0.983,
            "female_f1": 0.970}
@@ -108,20 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     from siamface.metrics import kfold_verification, verification_accuracy
     from siamface.train import apply_overrides, load_config, train
     from siamface.train.data import TrainData
-    from siamface.train.features import GroupRunner, advance
+    from siamface.train.features import advance
     from siamface.train.run import build_model, validation_views
 
     config = apply_overrides(load_config(args.config), ["data.layout=lfw", "run.progress=false",
                                                         *args.overrides])
     started = time.time()
-    dataset, chips, avail = lfw_records(args.lfw, args.cache, allow_partial=args.allow_partial)
-    model0 = build_model(config)
-    runner = GroupRunner(model0.backbone)
+    lfw = lfw_training(config, args.lfw, args.cache, allow_partial=args.allow_partial)
+    dataset, chips, model0, runner = lfw.dataset, lfw.chips, lfw.model, lfw.runner
+    boundaries, low, store, avail = lfw.boundaries, lfw.low, lfw.store, lfw.available
     stages = config.stages()
-    boundaries = [runner.boundary(s.unlocked_groups) for _, s in stages]
-    low = min(boundaries)
-    store, done = trunk_cache(model0, chips, avail, low, args.cache)
-    avail = avail & done
     print(f"LFW: {int(avail.sum())}/{len(dataset)} images with chips and trunk activations "
           f"({time.time() - started:.0f} s)", flush=True)
     n_groups = len(runner)

@@ -28,13 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _lfw_cache import (
-    DEFAULT_CACHE,
-    DEFAULT_LFW,
-    lfw_records,
-    stage_activations,
-    trunk_cache,
-)
+from _lfw_cache import DEFAULT_CACHE, DEFAULT_LFW, lfw_training, stage_activations
 
 ASSET = REPO / "src" / "siamface" / "assets" / "default-dlib-resnet.safetensors"
 MAX_BYTES = 8 * 1024 * 1024
@@ -59,20 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     from siamface.data import FaceDataset, person_split
     from siamface.train import apply_overrides, load_config, train
     from siamface.train.data import TrainData
-    from siamface.train.features import GroupRunner
-    from siamface.train.run import build_model, validation_views
+    from siamface.train.run import validation_views
 
     config = apply_overrides(load_config(args.config), [
         f"data.root={args.lfw}", "data.layout=lfw", f"data.val_fraction={args.val_fraction}",
         f"run.out_dir={args.out}", "run.progress=false", *args.overrides])
-    dataset, chips, avail = lfw_records(args.lfw, args.cache, allow_partial=args.allow_partial)
-    model = build_model(config)
-    runner = GroupRunner(model.backbone)
-    stages = config.stages()
-    boundaries = [runner.boundary(s.unlocked_groups) for _, s in stages]
-    low = min(boundaries)
-    store, done = trunk_cache(model, chips, avail, low, args.cache)
-    use = np.flatnonzero(avail & done)
+    lfw = lfw_training(config, args.lfw, args.cache, allow_partial=args.allow_partial)
+    dataset, model, runner, store = lfw.dataset, lfw.model, lfw.runner, lfw.store
+    boundaries, low, stages = lfw.boundaries, lfw.low, config.stages()
+    use = np.flatnonzero(lfw.available)
     data_all = FaceDataset([dataset[int(i)] for i in use], name="LFW")
     train_ds, val_ds = person_split(data_all, config.data.val_fraction, seed=config.run.seed)
     index = {r.path: int(i) for r, i in zip(data_all, use)}
