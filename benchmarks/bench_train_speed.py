@@ -78,27 +78,23 @@ def main(argv: list[str] | None = None) -> int:
     va = np.array([index[r.path] for r in val_ds])
     feats = advance(runner, acts, b2, n)
 
+    def timed_train(overrides: list[str], train_set, boundary: int, train_acts, val_acts):
+        cfg = apply_overrides(base, overrides)
+        started = time.perf_counter()
+        result = train(cfg, data=TrainData(train_set, val_ds, empty, empty),
+                       activations={boundary: (train_acts, val_acts[:, :val_views])},
+                       model=build_model(cfg))
+        return result, time.perf_counter() - started
+
     with tempfile.TemporaryDirectory() as tmp:
-        cfg1 = apply_overrides(base, ["stage2.enabled=false",
-                                      f"stage1.patience={base.stage1.epochs}",
-                                      f"run.out_dir={tmp}/s1"])
-        t = time.perf_counter()
-        r1 = train(cfg1, data=TrainData(train_ds, val_ds, empty, empty),
-                   activations={n: (feats[tr], feats[va][:, :val_views])},
-                   model=build_model(cfg1))
-        s1 = time.perf_counter() - t
+        r1, s1 = timed_train(["stage2.enabled=false", f"stage1.patience={base.stage1.epochs}",
+                              f"run.out_dir={tmp}/s1"], train_ds, n, feats[tr], feats[va])
         print(f"stage 1: {len(r1.history)} epochs on {len(train_ds)} training images "
               f"(x2 views) in {s1:.1f} s (target < 30 s) -> {'PASS' if s1 < 30 else 'FAIL'}")
 
         sub = FaceDataset(list(train_ds)[:args.stage2_images], name="LFW subset")
-        tr2 = tr[:len(sub)]
-        cfg2 = apply_overrides(base, ["stage1.enabled=false", "stage2.epochs=1",
-                                      f"run.out_dir={tmp}/s2"])
-        t = time.perf_counter()
-        r2 = train(cfg2, data=TrainData(sub, val_ds, empty, empty),
-                   activations={b2: (acts[tr2], acts[va][:, :val_views])},
-                   model=build_model(cfg2))
-        s2 = time.perf_counter() - t
+        r2, s2 = timed_train(["stage1.enabled=false", "stage2.epochs=1", f"run.out_dir={tmp}/s2"],
+                             sub, b2, acts[tr[:len(sub)]], acts[va])
         print(f"stage 2: 1 epoch on {len(sub)} images (top {base.stage2.unlocked_groups} "
               f"groups) in {s2:.1f} s (target < 300 s) -> {'PASS' if s2 < 300 else 'FAIL'}; "
               f"train loss {r2.history[-1]['train_total']:.4f}")

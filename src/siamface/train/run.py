@@ -141,19 +141,18 @@ def compute_activations(model: SiameseMultiTask, runner: GroupRunner, data: Trai
     backbone = model.backbone
     size = int(backbone.config.input_size)
     n_views = len(config.data.views) + config.data.augment_views
-    bar = progress.bar(len(data.train_chips) * n_views
-                       + len(data.val_chips) * len(validation_views(config)), "trunk cache", "img")
+    val_views = validation_views(config)
+    bar = progress.bar(len(data.train_chips) * n_views + len(data.val_chips) * len(val_views),
+                       "trunk cache", "img")
     try:
         train_low = trunk_activations(
             backbone, runner, data.train_chips, low, views=config.data.views,
             augment=_augment_fn(config, size), augment_views=config.data.augment_views,
             seed=config.run.seed, batch_size=config.run.feature_batch_size, device=device,
             progress=lambda n: bar.update(n * n_views))
-        val_low = trunk_activations(backbone, runner, data.val_chips, low,
-                                    views=validation_views(config),
+        val_low = trunk_activations(backbone, runner, data.val_chips, low, views=val_views,
                                     batch_size=config.run.feature_batch_size, device=device,
-                                    progress=lambda n: bar.update(
-                                        n * len(validation_views(config))))
+                                    progress=lambda n: bar.update(n * len(val_views)))
     finally:
         bar.close()
     out = {}
