@@ -22,13 +22,12 @@ from siamface.cache import (
     CacheBusyError,
     CacheEntry,
     CropCache,
-    find_images,
     params_hash,
     prepare,
 )
 from siamface.errors import ConfigError, DatasetError
 from siamface.faces import FaceCrop as StandInCrop
-from siamface.io import load_image
+from siamface.io import find_images, load_image
 
 
 class CenterCropPipeline:

@@ -33,7 +33,7 @@ def test_verify_json_and_figure(pair, tmp_path, capsys):
 
 
 def test_verify_text_output(pair, capsys):
-    assert main(["verify", *pair, "--threshold", "0.01", *UNTRAINED]) == 0
+    assert main(["verify", *pair, "--threshold", "0.01", *UNTRAINED]) == 1  # NO MATCH
     out = capsys.readouterr().out
     assert out.startswith("NO MATCH") and "threshold 0.0100 (user)" in out
 
@@ -54,7 +54,7 @@ def test_verify_missing_image_exits_2(pair, tmp_path, capsys):
 def test_verify_no_face_names_the_fallback(pair, tmp_path, capsys):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (120, 160), (90, 90, 90)).save(blank)
-    assert main(["verify", pair[0], str(blank), "--json", *UNTRAINED]) == 0
+    assert main(["verify", pair[0], str(blank), "--json", *UNTRAINED]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["b"]["detected"] is False and out["b"]["fallback"] == "center-crop"
 
@@ -87,12 +87,13 @@ def test_embed_folder(lfw_dir, tmp_path, capsys):
         (folder / f"p{i}.jpg").write_bytes(lfw_image(lfw_dir, "Aaron_Peirsol", i).read_bytes())
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff broken")
     out = tmp_path / "emb.npz"
-    assert main(["embed", str(folder), "--out", str(out), "--no-progress", *UNTRAINED]) == 0
+    assert main(["embed", str(folder), "--out", str(out), "--no-progress", *UNTRAINED]) == 3
     data = np.load(out)
     assert list(data["paths"]) == ["p1.jpg", "p2.jpg"]
     assert data["embeddings"].shape == (2, 128) and data["detected"].all()
     assert np.linalg.norm(data["embeddings"][0] - data["embeddings"][1]) < 0.6
-    assert "broken.jpg" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 image(s) skipped" in err and "broken.jpg" in err
 
 
 def test_embed_missing_folder_exits_2(tmp_path, capsys):

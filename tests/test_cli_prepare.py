@@ -59,7 +59,7 @@ def test_good_and_bad_images(tmp_path, capsys):
     bad = add_bad_images(data)
     argv = ["prepare", str(data), "--cache", str(tmp_path / "cache"), "--crop", "center",
             "--no-progress", "--pipeline-factory", STAND_IN]
-    assert main(argv) == 0
+    assert main(argv) == 3  # finished with 3 images skipped
     out = capsys.readouterr().out
     assert "prepared 13 images" in out
     assert "8 detected, 2 fallback, 3 failed" in out
@@ -68,7 +68,7 @@ def test_good_and_bad_images(tmp_path, capsys):
         (line,) = [line for line in out.splitlines() if line.strip().startswith(path)]
         assert reason in line
 
-    assert main(argv) == 0  # resume: nothing left to do, same summary
+    assert main(argv) == 3  # resume: nothing left to do, same summary
     out = capsys.readouterr().out
     assert "0 cropped now, 13 already cached" in out and "3 bad image(s):" in out
 
@@ -108,7 +108,7 @@ def test_sigkill_then_resume_matches_a_clean_run(tmp_path):
 
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
                              check=False)
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 3, resumed.stderr  # the 3 bad images are skipped
     assert "prepared 43 images" in resumed.stdout
     assert "3 bad image(s):" in resumed.stdout
 

@@ -35,9 +35,21 @@ import numpy as np
 from PIL import Image
 
 from siamface._atomic import atomic_write_bytes
-from siamface.errors import ConfigError, DatasetError, ImageDecodeError, SiamfaceError
+from siamface.errors import (
+    ConfigError,
+    DatasetError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    SiamfaceError,
+)
 from siamface.faces import FaceCrop
-from siamface.io import IMAGE_EXTENSIONS, image_sha256, load_image
+from siamface.io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    find_images,
+    image_sha256,
+    load_image,
+)
 
 try:  # POSIX; elsewhere the single-writer rule is not enforced
     import fcntl
@@ -51,8 +63,9 @@ __all__ = [
     "CropCache",
     "CropLike",
     "CropPipeline",
+    "FillResult",
     "PrepareReport",
-    "find_images",
+    "fill_cache",
     "params_hash",
     "prepare",
 ]
@@ -382,7 +395,7 @@ def _entry_from_crop(key: str, source: str, chip_rel: str, crop: CropLike) -> Ca
     )
 
 
-# --- prepare -----------------------------------------------------------------------------------
+# --- filling the cache -------------------------------------------------------------------------
 
 
 @dataclass
@@ -411,20 +424,59 @@ class _Result:
     key: str | None
     crop: CropLike | None = None
     error: str | None = None
-    permanent: bool = True  # False: unexpected error, not recorded so a rerun retries
+    permanent: bool = True  # False: not recorded, so a rerun retries (a bug, a size limit)
 
 
-def find_images(data_dir: str | os.PathLike) -> list[Path]:
-    """Image files under ``data_dir`` (recursive, by extension, sorted)."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise DatasetError(
-            f"data folder {root} {'is not a folder' if root.exists() else 'does not exist'}; "
-            "pass the folder that holds the images"
-        )
-    return sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    )
+@dataclass
+class FillResult:
+    """What :func:`fill_cache` found: ``keys`` maps every path whose content has a record in
+    the cache (a chip or a recorded error) to its content key; ``unreadable`` maps the others
+    to the reason. ``cached`` paths were in the cache already, ``processed`` were cropped."""
+
+    keys: dict[str, str]
+    unreadable: dict[str, str]
+    cached: int
+    processed: int
+
+
+def fill_cache(
+    cache: CropCache,
+    paths: Sequence[str | os.PathLike],
+    pipeline: CropPipeline,
+    *,
+    factory: Callable[[], CropPipeline] | None = None,
+    workers: int = 1,
+    batch_size: int = 16,
+    on_result: Callable[[CacheEntry | None], None] | None = None,
+) -> FillResult:
+    """Crop every file of ``paths`` whose content is not in ``cache`` yet and record it: the
+    one routine that fills the crop cache, used by ``siamface prepare`` and by the trainer.
+
+    Files are decoded and cropped ``batch_size`` at a time (one detector batch); with
+    ``workers > 1`` each of that many spawned processes builds its own pipeline from
+    ``factory`` (a picklable zero-argument callable). ``on_result`` is called once per cropped
+    file with its new record (``None`` when nothing was recorded). Unreadable images are
+    recorded with their error and never stop the run.
+    """
+    keys, todo, unreadable, duplicates = _plan(paths, cache)
+    if todo:  # a complete cache is only read: no lock, so ranks of one run can share it
+        cache._open_for_writing()  # lock, and see what earlier writers finished
+        keys, todo, unreadable, duplicates = _plan(paths, cache)
+    cached = len(keys)
+    for result in _run(todo, pipeline, factory, workers, batch_size):
+        entry = _record(cache, result)
+        if entry is None:
+            unreadable[result.path] = result.error or "unknown error"
+        else:
+            keys[result.path] = entry.key
+        if on_result is not None:
+            on_result(entry)
+    for path, key in duplicates.items():
+        if cache.lookup(key) is not None:
+            keys[path] = key
+        else:
+            unreadable[path] = "same content as a file that could not be cropped"
+    return FillResult(keys, unreadable, cached, len(todo))
 
 
 def prepare(
@@ -434,13 +486,8 @@ def prepare(
     workers: int = 1,
     progress: bool = True,
 ) -> PrepareReport:
-    """Crop every image under ``data_dir`` into the cache, skipping those already done.
-
-    ``pipeline_factory`` is a picklable zero-argument callable that builds the pipeline (a
-    class, a module-level function or a ``functools.partial``); each worker process builds its
-    own. ``workers <= 1`` runs in this process. Unreadable images are recorded with their
-    error and never stop the run.
-    """
+    """Crop every image under ``data_dir`` into the cache, skipping those already done
+    (:func:`fill_cache` over :func:`siamface.io.find_images`)."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -451,37 +498,31 @@ def prepare(
         )
     pipeline = pipeline_factory()
     with CropCache(cache_dir, pipeline.params()) as cache:
-        cache._open_for_writing()  # lock before any work, and see what earlier runs finished
-        keys, todo, unreadable, duplicates = _plan(paths, cache)
-        cached = len(keys)
-        keys.update(duplicates)
         counts = {"detected": 0, "fallback": 0, "failed": 0}
-        bar = tqdm(total=len(todo), desc="prepare", unit="img", disable=not progress)
+        bar = tqdm(desc="prepare", unit="img", disable=not progress)
+
+        def on_result(entry: CacheEntry | None) -> None:
+            status = "failed" if entry is None else entry.status
+            counts[status] = counts.get(status, 0) + 1
+            bar.update(1)
+            bar.set_postfix(counts, refresh=False)
+
         try:
-            for result in _run(todo, pipeline, pipeline_factory, workers):
-                entry = _record(cache, result)
-                if entry is None:
-                    unreadable[result.path] = result.error or "unknown error"
-                else:
-                    keys[result.path] = entry.key
-                status = "failed" if entry is None else entry.status
-                counts[status] = counts.get(status, 0) + 1
-                bar.update(1)
-                bar.set_postfix(counts, refresh=False)
+            filled = fill_cache(cache, paths, pipeline, factory=pipeline_factory,
+                                workers=workers, on_result=on_result)
         finally:
             bar.close()
-        report = _tally(paths, keys, unreadable, cache)
-        report.cached, report.processed = cached, len(todo)
+        report = _tally(paths, filled, cache)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _plan(
-    paths: Sequence[Path], cache: CropCache
+    paths: Sequence[str | os.PathLike], cache: CropCache
 ) -> tuple[dict[str, str], list[str], dict[str, str], dict[str, str]]:
     """Hash every file; return path -> key for those already cached, the paths to crop (one
-    per new content, in sorted order) and the files that could not even be read. Files that
-    repeat the content of a file to crop are left for the tally."""
+    per new content, in the given order), the files that could not even be read, and the
+    files that repeat the content of a file to crop (path -> key)."""
     keys: dict[str, str] = {}
     unreadable: dict[str, str] = {}
     todo: list[str] = []
@@ -504,19 +545,14 @@ def _plan(
     return keys, todo, unreadable, duplicates
 
 
-def _tally(
-    paths: Sequence[Path],
-    keys: dict[str, str],
-    unreadable: dict[str, str],
-    cache: CropCache,
-) -> PrepareReport:
-    report = PrepareReport(namespace=cache.namespace, total=len(paths))
+def _tally(paths: Sequence[Path], filled: FillResult, cache: CropCache) -> PrepareReport:
+    report = PrepareReport(namespace=cache.namespace, total=len(paths), cached=filled.cached,
+                           processed=filled.processed)
     for path in map(str, paths):
-        entry = cache.lookup(keys[path]) if path in keys else None
+        entry = cache.lookup(filled.keys[path]) if path in filled.keys else None
         if entry is None:
-            reason = unreadable.get(path, "same content as a file that could not be cropped")
             report.failed += 1
-            report.failures.append((path, reason))
+            report.failures.append((path, filled.unreadable.get(path, "unknown error")))
             continue
         status = entry.status
         setattr(report, status, getattr(report, status) + 1)
@@ -537,17 +573,21 @@ def _record(cache: CropCache, result: _Result) -> CacheEntry | None:
 def _run(
     todo: Sequence[str],
     pipeline: CropPipeline,
-    factory: Callable[[], CropPipeline],
+    factory: Callable[[], CropPipeline] | None,
     workers: int,
+    batch_size: int,
 ) -> Iterable[_Result]:
-    if workers <= 1 or len(todo) <= 1:
-        for path in todo:
-            yield _crop_one(pipeline, path)
+    if workers <= 1 or len(todo) <= 1 or factory is None:
+        for start in range(0, len(todo), batch_size):
+            yield from _crop_files(pipeline, todo[start:start + batch_size])
         return
-    context = multiprocessing.get_context("spawn")  # torch and fork do not mix
     processes = min(workers, len(todo))
+    size = max(1, min(batch_size, -(-len(todo) // (processes * 4))))  # keep workers busy
+    chunks = [list(todo[i:i + size]) for i in range(0, len(todo), size)]
+    context = multiprocessing.get_context("spawn")  # torch and fork do not mix
     with context.Pool(processes, initializer=_init_worker, initargs=(factory, processes)) as pool:
-        yield from pool.imap_unordered(_work, todo, chunksize=1)
+        for results in pool.imap_unordered(_work, chunks, chunksize=1):
+            yield from results
 
 
 _worker_pipeline: CropPipeline | None = None
@@ -561,22 +601,51 @@ def _init_worker(factory: Callable[[], CropPipeline], processes: int) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
 
 
-def _work(path: str) -> _Result:
+def _work(paths: list[str]) -> list[_Result]:
     assert _worker_pipeline is not None, "worker not initialised"
-    return _crop_one(_worker_pipeline, path)
+    return _crop_files(_worker_pipeline, paths)
 
 
-def _crop_one(pipeline: CropPipeline, path: str) -> _Result:
-    """Read, hash, decode and crop one file; errors become results, never exceptions."""
+def _crop_files(pipeline: CropPipeline, paths: Sequence[str]) -> list[_Result]:
+    """Read, hash and decode each file, then crop the decodable ones as one batch (one by one
+    if the batch fails, to find the culprit); errors become results, never exceptions."""
+    results: dict[int, _Result] = {}
+    decoded: list[tuple[int, str, str, np.ndarray]] = []
+    max_pixels = getattr(pipeline, "max_pixels", DEFAULT_MAX_PIXELS)
+    for i, path in enumerate(paths):
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            results[i] = _Result(path, None, error=f"cannot read file: {exc.strerror or exc}")
+            continue
+        key = hashlib.sha256(data).hexdigest()
+        try:
+            image = load_image(data if data else path, max_pixels=max_pixels)
+        except ImageTooLargeError as exc:  # a higher --max-pixels may take it: not recorded
+            results[i] = _Result(path, key, error=exc.reason, permanent=False)
+            continue
+        except ImageDecodeError as exc:
+            results[i] = _Result(path, key, error=exc.reason)
+            continue
+        decoded.append((i, path, key, image))
+    crops: list[Any] | None = None
+    batch = getattr(pipeline, "crop_batch", None)
+    if decoded and callable(batch):
+        try:
+            crops = list(batch([image for *_, image in decoded]))
+        except Exception:  # noqa: BLE001 - retried one by one below, to blame one image
+            crops = None
+    for n, (i, path, key, image) in enumerate(decoded):
+        results[i] = _crop_result(pipeline, path, key, image,
+                                  None if crops is None else crops[n])
+    return [results[i] for i in range(len(paths))]
+
+
+def _crop_result(pipeline: CropPipeline, path: str, key: str, image: np.ndarray,
+                 crop: CropLike | None) -> _Result:
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        return _Result(path, None, error=f"cannot read file: {exc.strerror or exc}")
-    key = hashlib.sha256(data).hexdigest()
-    try:
-        image = load_image(data) if data else load_image(path)
-        crop = _portable_crop(pipeline.crop(image))
+        crop = _portable_crop(pipeline.crop(image) if crop is None else crop)
         _check_chip(crop.chip, path)  # a bad chip is this image's failure, not the run's
     except SiamfaceError as exc:
         reason = exc.reason if isinstance(exc, ImageDecodeError) else str(exc)

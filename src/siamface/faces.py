@@ -39,6 +39,7 @@ from siamface.align import (
     warp_affine,
 )
 from siamface.errors import ConfigError, UnknownNameError
+from siamface.io import DEFAULT_MAX_PIXELS, load_image
 
 __all__ = [
     "CROP_MODES",
@@ -136,6 +137,7 @@ class FacePipeline:
         pad: float = 0.2,
         center_fraction: float = 0.8,
         detector: Any | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ):
         if crop not in CROP_MODES:
             raise UnknownNameError("crop mode", crop, CROP_MODES)
@@ -147,12 +149,15 @@ class FacePipeline:
             raise ConfigError(f"pad must be >= 0 (a fraction of the box size), got {pad!r}")
         if not 0 < center_fraction <= 1:
             raise ConfigError(f"center_fraction must be in (0, 1], got {center_fraction!r}")
+        if int(max_pixels) <= 0:
+            raise ConfigError(f"max_pixels must be a positive integer, got {max_pixels!r}")
         self.crop_mode = crop
         self.select = select
         self.chip_size = int(chip_size)
         self.template = template.scaled(self.chip_size)
         self.pad = float(pad)
         self.center_fraction = float(center_fraction)
+        self.max_pixels = int(max_pixels)  # larger images are refused (not part of params())
         self._detector = detector
 
     def __repr__(self) -> str:
@@ -199,7 +204,7 @@ class FacePipeline:
     def crop(self, image: Any) -> FaceCrop:
         """Chip of the face chosen by the selection rule in one image source."""
         self._refuse_all()
-        img = _load(image)
+        img = load_image(image, max_pixels=self.max_pixels)
         if self.crop_mode == "center":
             return self._center(img, fallback=None)
         return self._select_one(img, self.detector.detect(img))
@@ -207,7 +212,7 @@ class FacePipeline:
     def crop_batch(self, images: Sequence[Any]) -> list[FaceCrop]:
         """:meth:`crop` for many image sources, detecting them as one batch."""
         self._refuse_all()
-        imgs = [_load(image) for image in images]
+        imgs = [load_image(image, max_pixels=self.max_pixels) for image in images]
         if self.crop_mode == "center":
             return [self._center(img, fallback=None) for img in imgs]
         detections = _detect_many(self.detector, imgs)
@@ -216,7 +221,7 @@ class FacePipeline:
     def crop_all(self, image: Any) -> list[FaceCrop]:
         """Chips of every face, best first under the selection rule (detector order for
         ``all``); a single fallback chip when no face is found."""
-        img = _load(image)
+        img = load_image(image, max_pixels=self.max_pixels)
         if self.crop_mode == "center":
             return [self._center(img, fallback=None)]
         return self.crops_from_detections(img, self.detector.detect(img), select="all")
@@ -270,12 +275,6 @@ class FacePipeline:
                 "select='all' gives every face, not one: call crop_all(image), or choose one of "
                 f"{', '.join(r for r in SELECT_RULES if r != 'all')} for crop()"
             )
-
-
-def _load(image: Any) -> np.ndarray:
-    from siamface.io import load_image
-
-    return load_image(image)
 
 
 def _detect_many(detector: Any, images: list[np.ndarray]) -> list[Any]:

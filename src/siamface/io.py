@@ -29,11 +29,12 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from siamface.errors import ImageDecodeError, ImageTooLargeError
+from siamface.errors import DatasetError, ImageDecodeError, ImageTooLargeError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -41,7 +42,9 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "ImageSource",
     "describe_source",
+    "find_images",
     "image_sha256",
+    "is_image_file",
     "load_image",
 ]
 
@@ -58,6 +61,33 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", "
 
 _HASH_CHUNK = 1 << 20
 _truncated_lock = threading.Lock()
+
+
+def is_image_file(name: str | os.PathLike) -> bool:
+    """True for a visible file name with an image extension (:data:`IMAGE_EXTENSIONS`)."""
+    base = os.path.basename(os.fspath(name))
+    return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_EXTENSIONS
+
+
+def find_images(folder: str | os.PathLike, *, recursive: bool = True,
+                skip_dirs: tuple[str, ...] = ()) -> list[Path]:
+    """The image files under ``folder``, sorted: the one folder walker of siamface.
+
+    Hidden files and folders are left out, and so are sub-folders named in ``skip_dirs``;
+    ``recursive=False`` lists only the files directly inside. A missing folder, or a path that
+    is a file, raises :class:`DatasetError`.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        state = "is not a folder" if root.exists() else "does not exist"
+        raise DatasetError(f"image folder {root} {state}; pass the folder that holds the images")
+    found: list[Path] = []
+    for current, dirs, files in os.walk(root):
+        dirs[:] = [] if not recursive else sorted(
+            d for d in dirs if not d.startswith(".") and d not in skip_dirs)
+        found.extend(Path(current, name) for name in files
+                     if is_image_file(name) and os.path.isfile(os.path.join(current, name)))
+    return sorted(found)
 
 
 def describe_source(source: object) -> str:

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from siamface.checkpoint import CheckpointInfo, load_checkpoint
-from siamface.errors import ConfigError
-from siamface.io import ImageSource, describe_source
+from siamface.errors import CheckpointError, ConfigError, ImageDecodeError
+from siamface.io import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
 
 __all__ = [
     "DEFAULT_BACKBONE",
+    "EmbedReport",
     "FaceResult",
     "FaceService",
     "GenderPrediction",
@@ -26,6 +27,7 @@ __all__ = [
     "check_device",
     "default_model_path",
     "load",
+    "pipeline_for",
 ]
 
 DEFAULT_BACKBONE = "dlib-resnet"
@@ -96,6 +98,18 @@ class VerifyResult:
         }
 
 
+@dataclass(frozen=True)
+class EmbedReport:
+    """What :meth:`FaceService.embed_files` produced: one row of ``embeddings`` (N, D) and of
+    ``detected`` (N,) per entry of ``paths``, and ``skipped`` (source, reason) for the files
+    that gave no embedding."""
+
+    paths: list[str]
+    embeddings: np.ndarray
+    detected: np.ndarray
+    skipped: list[tuple[str, str]]
+
+
 def default_model_path() -> Path | None:
     """The trained default model shipped inside the package, if this build has one."""
     path = Path(str(resources.files("siamface") / "assets" / DEFAULT_MODEL_FILE))
@@ -138,16 +152,15 @@ class FaceService:
     def load(cls, path: str | os.PathLike | None = None, *, crop: str | None = None,
              select: str | None = None, flip: bool | None = None, device: str = "cpu",
              backbone: str | None = None, backbone_weights: str | None = None,
-             batch_size: int = 32) -> FaceService:
+             batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS) -> FaceService:
         """Load a checkpoint (the shipped default when ``path`` is None).
 
         ``backbone`` without ``path``: that backbone's pretrained embeddings with its default
         threshold and no trained gender head. ``crop`` / ``select`` override the checkpoint's
         preprocessing; ``flip`` averages each face with its mirror image (None: when the
-        checkpoint's threshold was calibrated that way).
+        checkpoint's threshold was calibrated that way). Images with more than ``max_pixels``
+        pixels are refused from their header, before decoding.
         """
-        from siamface.faces import DEFAULT_SELECT, FacePipeline
-
         check_device(device)
         if path is None and backbone is not None:
             # an explicit backbone without a checkpoint: its pretrained embeddings, no trained heads
@@ -159,18 +172,22 @@ class FaceService:
             else:
                 model, info = load_checkpoint(ckpt, backbone=backbone,
                                               backbone_weights=backbone_weights)
-        config = model.backbone.config
         pre = info.preprocessing
-        pipeline = FacePipeline.for_backbone(
-            config,
-            crop=crop or pre.get("crop"),
-            select=select or pre.get("select") or DEFAULT_SELECT,
-        )
+        pipeline = _pipeline(model.backbone.config, pre, crop, select, max_pixels)
         if flip is None:
             flip = bool(pre.get("flip_average", False))
         return cls(model, info, pipeline, flip=flip, device=device, batch_size=batch_size)
 
     # properties ---------------------------------------------------------------------------
+    @property
+    def max_pixels(self) -> int:
+        """The largest image (in pixels) this service decodes."""
+        return self.pipeline.max_pixels
+
+    def load_image(self, source: ImageSource) -> np.ndarray:
+        """``source`` decoded as RGB uint8 under this service's ``max_pixels``."""
+        return load_image(source, max_pixels=self.max_pixels)
+
     @property
     def threshold(self) -> float:
         return self.info.threshold
@@ -256,6 +273,32 @@ class FaceService:
             return np.zeros((0, self.model.embedding_dim), np.float32)
         return np.stack([f.embedding for f in faces])
 
+    def embed_files(self, paths: Sequence[str | os.PathLike], *, root: str | os.PathLike | None
+                    = None, progress: Any = None) -> EmbedReport:
+        """Embed image files ``batch_size`` at a time; a file that cannot be read is skipped and
+        reported with its reason, never fatal. ``paths`` in the report are relative to ``root``
+        when given; ``progress(n)`` is called after each batch with the files it covered."""
+        kept, embeddings, detected = [], [], []
+        skipped: list[tuple[str, str]] = []
+        for start in range(0, len(paths), self.batch_size):
+            chunk = paths[start:start + self.batch_size]
+            batch = []
+            for path in chunk:
+                try:
+                    batch.append((path, self.load_image(path)))
+                except ImageDecodeError as exc:
+                    skipped.append((str(path), exc.reason))
+            for (path, _), face in zip(batch, self.faces([image for _, image in batch])):
+                kept.append(str(Path(path).relative_to(root)) if root is not None else str(path))
+                embeddings.append(face.embedding)
+                detected.append(face.detected)
+            if progress is not None:
+                progress(len(chunk))
+        matrix = np.array(embeddings, dtype=np.float32).reshape(len(kept), -1)
+        if not kept:
+            matrix = np.zeros((0, self.model.embedding_dim), np.float32)
+        return EmbedReport(kept, matrix, np.array(detected, dtype=bool), skipped)
+
     def compare(self, a: FaceResult, b: FaceResult, threshold: float | None = None) -> VerifyResult:
         t = self.threshold if threshold is None else float(threshold)
         distance = float(np.linalg.norm(a.embedding - b.embedding))
@@ -291,6 +334,43 @@ class FaceService:
             index.append(ids)
         faces = self.faces(order)
         return [self.compare(faces[i], faces[j], threshold) for i, j in index]
+
+
+def _pipeline(config: Any, preprocessing: dict[str, Any], crop: str | None,
+              select: str | None, max_pixels: int):
+    from siamface.faces import DEFAULT_SELECT, FacePipeline
+
+    return FacePipeline.for_backbone(
+        config,
+        crop=crop or preprocessing.get("crop"),
+        select=select or preprocessing.get("select") or DEFAULT_SELECT,
+        max_pixels=max_pixels,
+    )
+
+
+def pipeline_for(path: str | os.PathLike | None = None, *, backbone: str | None = None,
+                 crop: str | None = None, select: str | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+    """The face pipeline :meth:`FaceService.load` would build for the same arguments (chip
+    size, alignment template, crop and selection rule), without loading any weights: what
+    ``siamface prepare --model M | --backbone NAME`` crops with."""
+    from siamface.backbones import get_pretrained_config
+    from siamface.checkpoint import read_checkpoint_info
+
+    preprocessing: dict[str, Any] = {}
+    if path is None and backbone is not None:
+        name = backbone
+    else:
+        ckpt = path if path is not None else default_model_path()
+        if ckpt is None:
+            name = DEFAULT_BACKBONE
+        else:
+            info = read_checkpoint_info(ckpt)
+            if backbone is not None and backbone != info.backbone:
+                raise CheckpointError(
+                    f"{ckpt} was trained for backbone {info.backbone!r}, not {backbone!r}")
+            name, preprocessing = info.backbone, info.preprocessing
+    return _pipeline(get_pretrained_config(name), preprocessing, crop, select, max_pixels)
 
 
 def check_device(device: str | torch.device) -> torch.device:

@@ -5,7 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
+
+# The exit-code rule of every command (README, "Exit codes"): a shell script can rely on it.
+EXIT_OK = 0  # success; for verify: MATCH
+EXIT_NO_MATCH = 1  # verify: NO MATCH
+EXIT_BAD_INPUT = 2  # usage error, unreadable input or config
+EXIT_PARTIAL = 3  # finished with some inputs skipped, or no verdict (no face)
+SHOWN_REASONS = 5
+
+
+def report_skipped(command: str, skipped: Sequence[tuple[str, str]], what: str = "input") -> int:
+    """Print how many inputs were skipped and the first reasons on stderr; the exit code."""
+    if not skipped:
+        return EXIT_OK
+    print(f"siamface {command}: {len(skipped)} {what}(s) skipped:", file=sys.stderr)
+    for source, reason in skipped[:SHOWN_REASONS]:
+        print(f"  {source}: {reason}", file=sys.stderr)
+    if len(skipped) > SHOWN_REASONS:
+        print(f"  ... and {len(skipped) - SHOWN_REASONS} more", file=sys.stderr)
+    return EXIT_PARTIAL
 
 
 def positive_int(text: str) -> int:
@@ -19,6 +39,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """The face pipeline's options: crop mode, selection rule and image size limit."""
+    from siamface.faces import CROP_MODES, SELECT_RULES
+    from siamface.io import DEFAULT_MAX_PIXELS
+
+    parser.add_argument("--crop", choices=CROP_MODES, default=None,
+                        help="face crop (default: the model's, normally aligned)")
+    parser.add_argument("--select", choices=[r for r in SELECT_RULES if r != "all"],
+                        default=None,
+                        help="which face when there are several (default: the model's)")
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        metavar="N", help="refuse images with more pixels than this, from "
+                        f"their header (default: {DEFAULT_MAX_PIXELS:,})")
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", default=None,
                         help="checkpoint (.safetensors); default: the shipped model")
@@ -27,10 +62,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "no trained heads")
     parser.add_argument("--backbone-weights", metavar="PATH", default=None,
                         help="weights file for backbones that do not ship their own (facenet)")
-    parser.add_argument("--crop", choices=("aligned", "padded", "center"), default=None,
-                        help="face crop (default: the model's, normally aligned)")
-    parser.add_argument("--select", choices=("largest", "central", "score"), default=None,
-                        help="which face when there are several (default: the model's)")
+    add_image_arguments(parser)
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                         help="average each face with its mirror image (default: as the model "
                              "was calibrated)")
@@ -42,7 +74,7 @@ def load_service(args: argparse.Namespace):
 
     return load(args.model, crop=args.crop, select=args.select, flip=args.flip,
                 device=args.device, backbone=args.backbone,
-                backbone_weights=args.backbone_weights)
+                backbone_weights=args.backbone_weights, max_pixels=args.max_pixels)
 
 
 def print_json(data: Any) -> None:

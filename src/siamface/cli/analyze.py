@@ -6,7 +6,13 @@ import argparse
 import dataclasses
 import sys
 
-from siamface.cli._common import add_model_arguments, load_service, print_json
+from siamface.cli._common import (
+    EXIT_BAD_INPUT,
+    add_model_arguments,
+    load_service,
+    print_json,
+    report_skipped,
+)
 
 NO_GENDER_HEAD = ("this model has no trained gender head, so no gender is reported; "
                   "train one with `siamface train` or use the shipped default model")
@@ -22,16 +28,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from siamface.errors import SiamfaceError
+    from siamface.errors import ImageDecodeError
     from siamface.io import load_image
 
     service = None
     results, failures = [], []
     for image in args.images:
-        try:
-            pixels = load_image(image)  # decoded once; bad files are reported, not fatal
-        except SiamfaceError as exc:
-            failures.append({"source": image, "error": str(exc)})
+        try:  # decoded once; bad files are reported, not fatal
+            pixels = load_image(image, max_pixels=args.max_pixels)
+        except ImageDecodeError as exc:
+            failures.append((image, exc.reason))
             continue
         if service is None:
             service = load_service(args)
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print_json({
             "gender_head": "trained" if gender_ok else "untrained",
             "faces": [f.to_dict() for f in results],
-            "errors": failures,
+            "errors": [{"source": source, "error": reason} for source, reason in failures],
         })
     else:
         if results and not gender_ok:
@@ -53,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
             gender = (f"{face.gender.label} ({face.gender.probability:.1%})"
                       if face.gender else "gender: n/a")
             print(f"{face.source}: {gender}; {where}")
-        for failure in failures:
-            print(f"siamface analyze: error: {failure['error']}", file=sys.stderr)
-    return 2 if failures else 0
+    if failures and not results:  # nothing could be read: bad input, not a partial result
+        for source, reason in failures:
+            print(f"siamface analyze: error: cannot read image {source}: {reason}",
+                  file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return report_skipped("analyze", failures, "image")

@@ -19,7 +19,6 @@ import argparse
 import logging
 import os
 import shutil
-import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 from siamface._atomic import atomic_path, atomic_write_bytes
-from siamface.errors import DatasetError
-from siamface.io import IMAGE_EXTENSIONS
+from siamface.cli._common import report_skipped
+from siamface.errors import DatasetError, ImageDecodeError
+from siamface.io import IMAGE_EXTENSIONS, find_images, load_image
 
 __all__ = ["LAYOUTS", "DistortSummary", "add_parser", "distort_tree", "run"]
 
@@ -44,20 +44,14 @@ class DistortSummary:
 
     written: int = 0
     skipped: int = 0
-    failed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
 def _source_images(src: Path, layout: str) -> list[Path]:
-    """Images under ``src`` (relative paths, sorted); hidden entries and, for the facecom
-    layout, ``distortion`` folders are left out."""
-    found: list[Path] = []
-    for folder, dirs, files in os.walk(src):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and not (layout == "facecom" and d == "distortion"))
-        for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(Path(folder, name).relative_to(src))
-    return found
+    """Images under ``src`` as relative paths, sorted; for the facecom layout, images already
+    inside a ``distortion`` folder are not sources."""
+    skip = ("distortion",) if layout == "facecom" else ()
+    return [path.relative_to(src) for path in find_images(src, skip_dirs=skip)]
 
 
 def _seed_for(seed: int, kind: str, rel: Path) -> int:
@@ -67,12 +61,6 @@ def _seed_for(seed: int, kind: str, rel: Path) -> int:
 def _atomic_copy(src: Path, dst: Path) -> None:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-
-
-def _read_rgb(path: Path) -> np.ndarray | None:
-    data = np.fromfile(path, dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _encode(rgb: np.ndarray, suffix: str, quality: int) -> bytes:
@@ -118,7 +106,7 @@ def distort_tree(
         raise DatasetError(f"destination {dst} must not be the source folder or inside it")
     images = _source_images(src, layout)
     if not images:
-        raise DatasetError(f"{src} has no images (*.jpg, *.jpeg, *.png, *.bmp, *.webp)")
+        raise DatasetError(f"{src} has no images ({', '.join(IMAGE_EXTENSIONS)})")
     summary = DistortSummary()
     for rel in tqdm(images, desc="distort", unit="img", disable=not progress):
         jobs = _targets(rel, kinds, layout, dst)
@@ -133,10 +121,11 @@ def distort_tree(
         summary.skipped += len(jobs) - len(todo)
         if not todo:
             continue
-        rgb = _read_rgb(src / rel)
-        if rgb is None:
-            log.warning("cannot read %s; skipped", src / rel)
-            summary.failed.append(str(src / rel))
+        try:
+            rgb = load_image(src / rel)
+        except ImageDecodeError as exc:
+            log.warning("%s; skipped", exc)
+            summary.failed.append((str(src / rel), exc.reason))
             continue
         for kind, out in todo:
             image = distort(rgb, kind, seed=_seed_for(seed, kind, rel))
@@ -185,7 +174,7 @@ def _jpeg_quality(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``siamface distort``; 0 when every image was processed, 1 if some failed."""
+    """Run ``siamface distort``; 0 when every image was processed, 3 if some were skipped."""
     summary = distort_tree(
         args.src, args.dst, list(dict.fromkeys(args.kinds)), seed=args.seed,
         layout=args.layout, quality=args.quality, overwrite=args.overwrite,
@@ -193,8 +182,4 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {summary.written}, skipped {summary.skipped} existing, "
           f"failed {len(summary.failed)} -> {args.dst}")
-    if summary.failed:
-        print(f"unreadable: {', '.join(summary.failed[:5])}"
-              f"{' ...' if len(summary.failed) > 5 else ''}", file=sys.stderr)
-        return 1
-    return 0
+    return report_skipped("distort", summary.failed, "image")

@@ -6,7 +6,13 @@ import argparse
 import io
 from pathlib import Path
 
-from siamface.cli._common import add_model_arguments, load_service, positive_int
+from siamface.cli._common import (
+    EXIT_BAD_INPUT,
+    add_model_arguments,
+    load_service,
+    positive_int,
+    report_skipped,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,47 +32,26 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from siamface._atomic import atomic_write_bytes
-    from siamface.cache import find_images
-    from siamface.errors import DatasetError, SiamfaceError
-    from siamface.io import IMAGE_EXTENSIONS, load_image
+    from siamface.errors import DatasetError
+    from siamface.io import IMAGE_EXTENSIONS, find_images
 
     if args.out.is_dir():
         raise DatasetError(f"--out {args.out} is a folder; give a file name such as emb.npz")
-    if not args.folder.is_dir():
-        raise DatasetError(f"folder {args.folder} does not exist or is not a folder")
     files = find_images(args.folder)
     if not files:
-        raise DatasetError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {args.folder}")
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {args.folder}")
     service = load_service(args)
-    paths, embeddings, detected, failed = [], [], [], []
-    bar = tqdm(total=len(files), unit="img", disable=not args.progress, desc="embed")
-    for start in range(0, len(files), args.batch_size):
-        batch = []
-        for path in files[start:start + args.batch_size]:
-            try:
-                batch.append((path, load_image(path)))
-            except SiamfaceError as exc:
-                failed.append((str(path), str(exc)))
-        if batch:
-            faces = service.faces([image for _, image in batch])
-            for (path, _), face in zip(batch, faces):
-                paths.append(str(path.relative_to(args.folder)))
-                embeddings.append(face.embedding)
-                detected.append(face.detected)
-        bar.update(len(files[start:start + args.batch_size]))
-        bar.set_postfix(embedded=len(paths), failed=len(failed))
-    bar.close()
+    service.batch_size = args.batch_size
+    with tqdm(total=len(files), unit="img", disable=not args.progress, desc="embed") as bar:
+        report = service.embed_files(files, root=args.folder, progress=bar.update)
+    if not report.paths:
+        for source, reason in report.skipped[:5]:
+            print(f"siamface embed: error: cannot read image {source}: {reason}",
+                  file=sys.stderr)
+        return EXIT_BAD_INPUT  # nothing written: no file to leave half-useful
     buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        paths=np.array(paths, dtype=str),
-        embeddings=np.array(embeddings, dtype=np.float32).reshape(len(paths), -1),
-        detected=np.array(detected, dtype=bool),
-        backbone=np.array(service.info.backbone),
-    )
+    np.savez(buffer, paths=np.array(report.paths, dtype=str), embeddings=report.embeddings,
+             detected=report.detected, backbone=np.array(service.info.backbone))
     atomic_write_bytes(args.out, buffer.getvalue())
-    print(f"wrote {len(paths)} embeddings to {args.out}"
-          + (f"; {len(failed)} images could not be read:" if failed else ""))
-    for path, error in failed:
-        print(f"  {error}", file=sys.stderr)
-    return 0
+    print(f"wrote {len(report.paths)} embeddings to {args.out}")
+    return report_skipped("embed", report.skipped, "image")

@@ -7,6 +7,7 @@ import argparse
 import importlib
 import sys
 
+from siamface.cli._common import EXIT_BAD_INPUT, EXIT_OK
 from siamface.errors import SiamfaceError
 
 COMMANDS = {
@@ -18,8 +19,6 @@ COMMANDS = {
     "train": "two-stage training of the heads and the top backbone layers",
     "weights": "list, locate or explicitly download backbone weights",
 }
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

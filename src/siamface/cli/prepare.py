@@ -2,7 +2,7 @@
 
 Resumable: images already in the cache (same file content, same preprocessing parameters)
 are skipped, so an interrupted run is simply started again. Images that cannot be read are
-listed with their reason at the end; they do not stop the run or change the exit code.
+listed with their reason at the end; they do not stop the run, and the exit code is 3.
 """
 
 from __future__ import annotations
@@ -14,32 +14,35 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from siamface.cli._common import positive_int
+from siamface.cli._common import positive_int, report_skipped
 from siamface.errors import ConfigError
 
 __all__ = ["DEFAULT_PIPELINE", "add_parser", "resolve_factory", "run"]
 
-DEFAULT_PIPELINE = "siamface.faces:FacePipeline"
-# siamface.faces.CROP_MODES and SELECT_RULES (less "all"), without importing torch to parse
-CROP_MODES = ("aligned", "padded", "center")
-SELECT_RULES = ("largest", "central", "score")
+DEFAULT_PIPELINE = "siamface.service:pipeline_for"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from siamface.cli._common import add_image_arguments
+
     parser = subparsers.add_parser(
         "prepare",
         help="crop the faces of an image folder into a cache (resumable)",
-        description="Crop the face of every image under DATA_DIR into the crop cache. "
-                    "Resumable: images already cached with the same parameters are skipped. "
-                    "Unreadable images are listed at the end and do not stop the run.",
+        description="Crop the face of every image under DATA_DIR into the crop cache, as the "
+                    "model (--model) or backbone (--backbone) that will train on it crops: its "
+                    "chip size and alignment template. Resumable: images already cached with "
+                    "the same parameters are skipped. Unreadable images are listed at the end "
+                    "and do not stop the run (exit code 3).",
     )
     parser.add_argument("data_dir", metavar="DATA_DIR",
                         help="folder of images (searched recursively)")
     parser.add_argument("--cache", metavar="DIR", required=True, help="crop cache folder")
-    parser.add_argument("--crop", choices=CROP_MODES, default=None,
-                        help="face crop (default: the pipeline's, aligned)")
-    parser.add_argument("--select", choices=SELECT_RULES, default=None,
-                        help="which face when there are several (default: the pipeline's)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", metavar="PATH", default=None,
+                       help="crop as this checkpoint does (default: the shipped model)")
+    which.add_argument("--backbone", default=None,
+                       help="crop as this backbone's pretrained config says, e.g. facenet")
+    add_image_arguments(parser)
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
                         help="worker processes (default: 1, in this process)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
@@ -51,11 +54,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from siamface.cache import find_images, prepare
+    from siamface.cache import prepare
+    from siamface.io import find_images
 
     find_images(args.data_dir)  # a missing folder fails here, before any model is loaded
-    options = {k: v for k, v in (("crop", args.crop), ("select", args.select)) if v is not None}
+    options: dict[str, Any] = {"crop": args.crop, "select": args.select}
+    if args.pipeline_factory == DEFAULT_PIPELINE:
+        options.update(path=args.model, backbone=args.backbone, max_pixels=args.max_pixels)
+    options = {k: v for k, v in options.items() if v is not None}
     factory = functools.partial(resolve_factory(args.pipeline_factory), **options)
+    factory()  # a bad --model or --backbone fails here, before any image is read
     report = prepare(args.data_dir, args.cache, factory, workers=args.workers,
                      progress=args.progress)
 
@@ -71,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         for path, reason in report.failures:
             print(f"  {path}: {reason}")
     sys.stdout.flush()
-    return 0
+    return report_skipped("prepare", report.failures, "image")
 
 
 def resolve_factory(spec: str) -> Callable[..., Any]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from siamface.cli._common import add_model_arguments, load_service, print_json
+from siamface.cli._common import (
+    EXIT_NO_MATCH,
+    EXIT_OK,
+    add_model_arguments,
+    load_service,
+    print_json,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from siamface.io import load_image
 
     # decode first: a bad file fails fast, before the model loads, and is decoded only once
-    image_a, image_b = load_image(args.a), load_image(args.b)
+    image_a = load_image(args.a, max_pixels=args.max_pixels)
+    image_b = load_image(args.b, max_pixels=args.max_pixels)
     service = load_service(args)
     result = service.verify(image_a, image_b, threshold=args.threshold)
     result = dataclasses.replace(result, a=dataclasses.replace(result.a, source=args.a),
@@ -48,13 +55,14 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.save_figure) as tmp:
             fmt = "JPEG" if args.save_figure.lower().endswith((".jpg", ".jpeg")) else "PNG"
             Image.fromarray(verification_figure(result)).save(tmp, format=fmt)
+    code = EXIT_OK if result.is_match else EXIT_NO_MATCH
     if args.json:
         print_json(result.to_dict())
-        return 0
+        return code
     verdict = "MATCH" if result.is_match else "NO MATCH"
     print(f"{verdict}  distance {result.distance:.4f}  threshold {result.threshold:.4f} "
           f"({result.threshold_source})")
     for name, face in (("A", result.a), ("B", result.b)):
         extra = _describe(face)
         print(f"  {name}: {face.source}" + (f"  {extra}" if extra else ""))
-    return 0
+    return code

@@ -39,12 +39,12 @@ from siamface.data.records import (
     GENDERS,
     FaceDataset,
     FaceRecord,
-    list_images,
     parse_gender,
 )
 from siamface.data.samplers import MPerPersonSampler
 from siamface.data.splits import exclude_fold_people, person_split
 from siamface.errors import DatasetError, UnknownNameError
+from siamface.io import find_images
 
 __all__ = [
     "DISTORTION_TAGS",
@@ -68,7 +68,6 @@ __all__ = [
     "fold_persons",
     "index_lfw_pairs",
     "lfw_image_path",
-    "list_images",
     "load_facecom",
     "load_facecom_gender",
     "load_facecom_identities",
@@ -107,7 +106,7 @@ def detect_layout(path: str | os.PathLike[str]) -> str:
         return "lfw"
     if any(p.is_dir() and not p.name.startswith(".") for p in names.values()):
         return "folders"
-    if list_images(path):
+    if find_images(path, recursive=False):
         return "flat"
     raise DatasetError(
         f"cannot tell the layout of {path}: it has no sub-folders and no images; valid layouts: "

@@ -21,11 +21,10 @@ from pathlib import Path
 from siamface.data.records import (
     FaceDataset,
     FaceRecord,
-    is_image_file,
-    list_images,
     person_folder_images,
 )
 from siamface.errors import DatasetError, UnknownNameError
+from siamface.io import find_images
 
 __all__ = [
     "DISTORTION_TAGS",
@@ -121,7 +120,7 @@ def load_facecom_gender(root: str | os.PathLike[str], split: str = "train") -> F
     if not folders:
         _child(base, "male")  # raises, listing what is there
     for gender, folder in folders.items():
-        for path in list_images(folder):
+        for path in find_images(folder, recursive=False):
             records.append(
                 FaceRecord(path, facecom_person_id(path.name), gender, distortion_tag(path.name))
             )
@@ -137,9 +136,8 @@ def facecom_gender_lookup(root: str | os.PathLike[str]) -> dict[str, str | None]
             folder = split_dir / gender
             if not folder.is_dir():
                 continue
-            for entry in os.scandir(folder):
-                if entry.is_file() and is_image_file(entry.name):
-                    seen.setdefault(facecom_person_id(entry.name), set()).add(gender)
+            for path in find_images(folder, recursive=False):
+                seen.setdefault(facecom_person_id(path.name), set()).add(gender)
     lookup: dict[str, str | None] = {}
     for person, genders in seen.items():
         if len(genders) > 1:

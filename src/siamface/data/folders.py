@@ -23,11 +23,11 @@ from siamface.data.facecom import GENERIC_DISTORTION, distortion_tag
 from siamface.data.records import (
     FaceDataset,
     FaceRecord,
-    list_images,
     parse_gender,
     person_folder_images,
 )
 from siamface.errors import DatasetError
+from siamface.io import find_images
 
 __all__ = [
     "GENDERS_CSV",
@@ -180,7 +180,7 @@ def load_flat_folder(
     """Images directly in ``root``; person id by ``flat_person_id``; optional genders CSV."""
     root = Path(root)
     _require_dir(root, "dataset folder")
-    paths = list_images(root)
+    paths = find_images(root, recursive=False)
     if not paths:
         raise DatasetError(f"{root} has no images directly inside (*.jpg, *.png, ...)")
     genders = _optional_genders(root, genders_csv)

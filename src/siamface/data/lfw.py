@@ -18,8 +18,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from siamface.data.records import FaceDataset, FaceRecord, list_images
+from siamface.data.records import FaceDataset, FaceRecord
 from siamface.errors import DatasetError, UnknownNameError
+from siamface.io import find_images
 
 __all__ = [
     "LFWPair",
@@ -92,7 +93,7 @@ def load_lfw(root: str | os.PathLike[str], *, genders: bool = True) -> FaceDatas
     lookup = read_lfw_genders(root) if genders else {}
     records: list[FaceRecord] = []
     for person_dir in sorted(p for p in images.iterdir() if p.is_dir()):
-        paths = list_images(person_dir)
+        paths = find_images(person_dir, recursive=False)
         if not paths:
             raise DatasetError(f"LFW person folder {person_dir} has no images")
         records.extend(

@@ -7,7 +7,6 @@ Gender convention, used by every loader and by the gender loss: ``"male"`` is la
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,18 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from siamface.errors import DatasetError
-from siamface.io import IMAGE_EXTENSIONS as _IO_IMAGE_EXTENSIONS
+from siamface.io import IMAGE_EXTENSIONS, find_images
 
 __all__ = [
     "GENDERS",
     "GENDER_ALIASES",
     "GENDER_LABELS",
-    "IMAGE_EXTENSIONS",
     "UNKNOWN_LABEL",
     "FaceDataset",
     "FaceRecord",
-    "is_image_file",
-    "list_images",
     "parse_gender",
     "person_folder_images",
 ]
@@ -41,15 +37,14 @@ GENDER_ALIASES: dict[str, str] = {
     "male": "male", "m": "male", "man": "male", "0": "male",
     "female": "female", "f": "female", "woman": "female", "1": "female",
 }
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(_IO_IMAGE_EXTENSIONS)  # one list: siamface.io
 
 
 def person_folder_images(person_dir: Path) -> tuple[list[Path], list[Path]]:
     """A person folder's images and those of its ``distortion/`` subfolder (FACECOM shape);
     :class:`DatasetError` when both are empty."""
-    originals = list_images(person_dir)
+    originals = find_images(person_dir, recursive=False)
     distorted_dir = person_dir / "distortion"
-    distorted = list_images(distorted_dir) if distorted_dir.is_dir() else []
+    distorted = find_images(distorted_dir, recursive=False) if distorted_dir.is_dir() else []
     if not originals and not distorted:
         raise DatasetError(
             f"person folder {person_dir} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))} "
@@ -77,20 +72,6 @@ def parse_gender(value: object, *, source: str = "") -> str | None:
         f"unknown gender {value!r}{where}; valid (case-insensitive): "
         f"{', '.join(GENDER_ALIASES)}, or empty for unknown"
     )
-
-
-def is_image_file(path: str | os.PathLike[str]) -> bool:
-    """True for a file name with an image extension (jpg, jpeg, png, bmp, webp)."""
-    name = os.fspath(path)
-    return not os.path.basename(name).startswith(".") and (
-        os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-    )
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly inside ``folder``, sorted by name (no recursion)."""
-    with os.scandir(folder) as entries:
-        return sorted(Path(e.path) for e in entries if e.is_file() and is_image_file(e.name))
 
 
 @dataclass(frozen=True)

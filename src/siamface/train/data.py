@@ -4,7 +4,9 @@ Unreadable images are skipped and listed, never fatal."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from siamface.data import FaceDataset, open_dataset, person_split
-from siamface.errors import DatasetError, SiamfaceError
+from siamface.errors import DatasetError
 from siamface.train.config import DataConfig
 
 __all__ = ["TrainData", "check_trainable", "load_chips", "load_datasets", "prepare_data"]
@@ -101,68 +103,39 @@ def load_datasets(config: DataConfig, seed: int = 0) -> tuple[FaceDataset, FaceD
 
 
 def load_chips(dataset: FaceDataset, pipeline, *, cache_dir: str | None = None,
-               batch_size: int = 16, progress: Callable[[int], None] | None = None
+               progress: Callable[[int], None] | None = None
                ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Chips of ``dataset``'s images: (chips (K, S, S, 3) uint8, kept indices (K,),
-    skipped [(path, reason)]). Uses ``siamface.cache.CropCache`` under ``cache_dir``."""
-    cache = None
-    if cache_dir:
-        from siamface.cache import CropCache
+    skipped [(path, reason)]). The chips go through :func:`siamface.cache.fill_cache`, the
+    routine ``siamface prepare`` uses, into the crop cache under ``cache_dir`` (a temporary
+    one when it is None), so a prepared cache is found and extended."""
+    from siamface.cache import CropCache, fill_cache
 
-        cache = CropCache(cache_dir, pipeline.params())
-    chips: dict[int, np.ndarray] = {}
+    paths = [str(record.path) for record in dataset]
+    chips: list[np.ndarray] = []
+    kept: list[int] = []
     skipped: list[tuple[str, str]] = []
-    todo: list[int] = []
-    for i, record in enumerate(dataset):
-        entry = None
-        if cache is not None:
-            try:
-                entry = cache.get(record.path)
-            except (OSError, SiamfaceError):
-                entry = None
-        if entry is None:
-            todo.append(i)
-        elif entry.chip is None:
-            skipped.append((str(record.path), entry.error or "unreadable"))
-        else:
-            chips[i] = cache.load_chip(entry)
-            if progress:
-                progress(1)
-    try:
-        for start in range(0, len(todo), batch_size):
-            idx = todo[start:start + batch_size]
-            paths = [dataset[i].path for i in idx]
-            try:
-                crops = pipeline.crop_batch(paths)
-                results: list = list(crops)
-            except SiamfaceError:
-                results = []
-                for path in paths:  # find the bad ones
-                    try:
-                        results.append(pipeline.crop(path))
-                    except SiamfaceError as exc:
-                        results.append(exc)
-            for i, path, result in zip(idx, paths, results):
-                if isinstance(result, Exception):
-                    reason = getattr(result, "reason", None) or str(result)
-                    skipped.append((str(path), reason))
-                    if cache is not None:
-                        cache.put(path, error=reason)
-                else:
-                    chips[i] = result.chip
-                    if cache is not None:
-                        cache.put(path, result)
-            if progress:
-                progress(len(idx))
-    finally:
-        if cache is not None:
-            cache.close()
-    kept = np.array(sorted(chips), dtype=np.int64)
+    with contextlib.ExitStack() as stack:
+        directory = cache_dir or stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="siamface-chips-"))
+        cache = stack.enter_context(CropCache(directory, pipeline.params()))
+        filled = fill_cache(cache, paths, pipeline,
+                            on_result=(lambda _entry: progress(1)) if progress else None)
+        if progress:
+            progress(len(paths) - filled.processed)
+        for i, path in enumerate(paths):
+            entry = cache.lookup(filled.keys[path]) if path in filled.keys else None
+            if entry is None:
+                skipped.append((path, filled.unreadable.get(path, "unknown error")))
+            elif entry.chip is None:
+                skipped.append((path, entry.error or "unreadable"))
+            else:
+                chips.append(cache.load_chip(entry))
+                kept.append(i)
     size = int(getattr(pipeline, "chip_size", 150))
-    stacked = (np.stack([chips[int(i)] for i in kept]) if len(kept)
-               else np.zeros((0, size, size, 3), np.uint8))
+    stacked = np.stack(chips) if chips else np.zeros((0, size, size, 3), np.uint8)
     skipped.sort()
-    return stacked, kept, skipped
+    return stacked, np.array(kept, dtype=np.int64), skipped
 
 
 def prepare_data(config: DataConfig, pipeline, *, seed: int = 0,
