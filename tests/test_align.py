@@ -130,7 +130,7 @@ def test_center_crop_takes_central_square() -> None:
     img[10:90, 60:140] = 200  # exactly the central 80% square of the short side
     chip = center_crop(img, 40, fraction=0.8)
     assert chip.shape == (40, 40, 3) and chip.min() == 200
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\], got 0\.0"):
         center_crop(img, 40, fraction=0.0)
 
 
@@ -143,7 +143,8 @@ def test_template_scaling() -> None:
     )
     np.testing.assert_allclose(big.scaled(150).as_array(), DLIB_150_TEMPLATE.as_array())
     assert big.weights == DLIB_150_TEMPLATE.weights
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError,
+                       match=r"template 'bad' needs 5 finite \(x, y\) points, got \(4, 2\)"):
         FaceTemplate("bad", 10, ((0, 0),) * 4, "nowhere")
     with pytest.raises(ValueError, match="weights"):
         FaceTemplate("bad", 10, ((1, 1),) * 5, "nowhere", weights=(1, 0, 0, 0, 0))

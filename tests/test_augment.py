@@ -62,7 +62,7 @@ def test_distort_rejects_bad_input(face):
         distort(face, "snow")
     with pytest.raises(ValueError, match="uint8"):
         distort(face.astype(np.float32), "fog")
-    with pytest.raises(UnknownNameError):
+    with pytest.raises(UnknownNameError, match="unknown distortion 'hail'; valid: motion_blur"):
         distortion_transform("hail")
 
 
@@ -77,5 +77,5 @@ def test_train_augmentation_seeded_and_shape_preserving(face):
     names = [type(t).__name__ for t in train_augmentation().transforms]
     assert names[:5] == ["HorizontalFlip", "RandomBrightnessContrast", "OneOf", "GaussNoise",
                          "CoarseDropout"]
-    with pytest.raises(UnknownNameError):
+    with pytest.raises(UnknownNameError, match="unknown distortion 'snow'; valid: motion_blur"):
         train_augmentation(distortions=("snow",), distortion_p=0.5)

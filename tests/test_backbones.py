@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import pathlib
 
 import numpy as np
 import pytest
@@ -23,7 +24,13 @@ from siamface.backbones import (
     weights_cache_dir,
 )
 from siamface.backbones import weights as weights_mod
-from siamface.errors import ConfigError, UnknownNameError, WeightsHashError, WeightsNotFoundError
+from siamface.errors import (
+    CheckpointError,
+    ConfigError,
+    UnknownNameError,
+    WeightsHashError,
+    WeightsNotFoundError,
+)
 
 ALL = list_backbones()
 
@@ -46,13 +53,14 @@ def test_unknown_backbone_lists_valid_names():
         create_backbone("resnet9000")
     msg = str(info.value)
     assert "resnet9000" in msg and "dlib-resnet" in msg and "facenet" in msg
-    with pytest.raises(UnknownNameError):
+    with pytest.raises(UnknownNameError,
+                       match=r"unknown backbone 'resnet9000'; valid: .*dlib-resnet"):
         get_pretrained_config("resnet9000")
 
 
 def test_register_twice_refused():
     cfg = get_pretrained_config("dlib-resnet")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="backbone 'dlib-resnet' is already registered"):
         register_backbone("dlib-resnet", cfg)(lambda c: None)
 
 
@@ -60,7 +68,7 @@ def test_register_twice_refused():
 def test_config_is_frozen_and_complete(name):
     cfg = get_pretrained_config(name)
     assert cfg.name == name
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="input_size"):
         cfg.input_size = 1  # type: ignore[misc]
     assert cfg.distance == "euclidean" and cfg.crop == "aligned"
     assert cfg.license and cfg.origin and cfg.filename
@@ -179,7 +187,8 @@ def test_lock_rejects_bad_counts(name, random_backbones):
     net = random_backbones[name]
     with pytest.raises(ConfigError, match="unlocked_groups"):
         net.lock(len(net.layer_groups()) + 1)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError,
+                       match=r"unlocked_groups must be an int in 0\.\.\d+ .*got -1"):
         net.lock(-1)
 
 
@@ -243,7 +252,8 @@ def test_corrupt_cache_hit_refused(tmp_path, monkeypatch):
     (tmp_path / "fake.pt").write_bytes(b"bad")
     with pytest.raises(WeightsHashError, match="fake.pt"):
         resolve_weights(cfg, cache_dir=tmp_path)
-    with pytest.raises(WeightsHashError):
+    with pytest.raises(WeightsHashError,
+                       match=r"cached facenet weights file .*fake\.pt has sha256"):
         weights_mod.fetch_weights(cfg, tmp_path)
 
 
@@ -255,6 +265,31 @@ def test_fetch_by_name_unknown():
 def test_fetch_by_weights_name(tmp_path, monkeypatch):
     cfg = get_pretrained_config("facenet")
     monkeypatch.setattr(weights_mod, "_urlopen", lambda url: _FakeResponse(b"not it"))
-    with pytest.raises(WeightsHashError):
+    with pytest.raises(WeightsHashError, match=f"expected {cfg.sha256}; nothing was saved"):
         fetch_weights("facenet-vggface2", tmp_path)
     assert not (tmp_path / cfg.filename).exists()
+
+
+class _Payload:
+    """Unpickling this object runs ``Path.touch(marker)``: a stand-in for arbitrary code."""
+
+    def __init__(self, marker: pathlib.Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_pickled_weights_payload_never_runs(tmp_path):
+    """User-given .pt weights are read with ``weights_only``: a pickle that would run code on
+    load is refused, and its code does not run."""
+    path, marker = tmp_path / "evil.pt", tmp_path / "payload-ran"
+    torch.save({"last_linear.weight": torch.zeros(1), "payload": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError,
+                       match=r"cannot read weights from .*evil\.pt: Weights only load failed"):
+        weights_mod.load_state_dict_file(path)
+    with pytest.raises(CheckpointError, match=r"cannot read weights from .*evil\.pt"):
+        create_backbone("facenet", weights=path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the payload is live: a naive load does run it
+    assert marker.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import struct
 
 import pytest
@@ -71,11 +72,37 @@ def test_garbage_file(tmp_path):
         load_checkpoint(path)
 
 
-def test_pickle_is_never_loaded(tmp_path):
-    path = tmp_path / "model.pt"
-    torch.save({"weight": torch.zeros(1)}, path)
-    with pytest.raises(CheckpointError):
+class _Payload:
+    """Unpickling this object runs ``Path.touch(marker)``: a stand-in for arbitrary code."""
+
+    def __init__(self, marker: pathlib.Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def _malicious_pickle(path: pathlib.Path, marker: pathlib.Path) -> None:
+    torch.save({"weight": torch.zeros(1), "payload": _Payload(marker)}, path)
+
+
+def test_malicious_pickle_payload_is_live(tmp_path):
+    # guard for the test below: a naive (non weights-only) torch.load does run the payload
+    path, marker = tmp_path / "evil.pt", tmp_path / "ran"
+    _malicious_pickle(path, marker)
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.safetensors"])
+def test_pickle_is_never_loaded(tmp_path, name):
+    path, marker = tmp_path / name, tmp_path / "payload-ran"
+    _malicious_pickle(path, marker)
+    with pytest.raises(CheckpointError, match=r"model\.\w+ is not a readable safetensors file"):
+        read_checkpoint_info(path)
+    with pytest.raises(CheckpointError, match=r"model\.\w+ is not a readable safetensors file"):
         load_checkpoint(path)
+    assert not marker.exists()
 
 
 def test_foreign_safetensors(tmp_path):
@@ -91,7 +118,7 @@ def test_truncated_file(tmp_path, trained_model):
                     stored_groups=["fc"])
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 1000])
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="m.safetensors is not a readable safetensors file"):
         load_checkpoint(path)
 
 
@@ -140,7 +167,7 @@ def test_interrupted_save_leaves_previous_file(tmp_path, trained_model, monkeypa
         raise OSError("disk full")
 
     monkeypatch.setattr("siamface.checkpoint.save_file", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, trained_model, threshold=0.1, threshold_source="d",
                         gender_trained=True)
     assert path.read_bytes() == before

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pytest
 
 from conftest import lfw_image
@@ -29,6 +31,25 @@ def test_default_model_ships_inside_the_package():
     assert load().flip is True
 
 
+def _expected_gender(model, face):
+    """The gender prediction recomputed from the face's embedding and the head's weights.
+
+    The gender head is a linear layer on the backbone features; without projection or
+    normalisation the embedding is those features. Flip averaging averages the features and
+    the logits of the image and its mirror, and a linear head commutes with that average, so
+    the head applied to the (averaged) embedding gives the (averaged) logit either way.
+    """
+    head = model.info.head
+    assert not head.projection and not head.normalize  # else the embedding is not the features
+    linear = model.model.gender_head[1]
+    weight = linear.weight.detach().double().numpy()[0]
+    bias = float(linear.bias.detach().double().numpy()[0])
+    logit = float(np.dot(weight, face.embedding.astype(np.float64)) + bias)
+    first, second = head.gender_classes
+    p_second = 1.0 / (1.0 + math.exp(-logit))
+    return {first: 1.0 - p_second, second: p_second}
+
+
 def test_default_model_reports_gender(model, lfw_dir):
     women = [("AJ_Cook", 1), ("Angelina_Jolie", 1), ("Serena_Williams", 1), ("Laura_Bush", 1)]
     men = [("Aaron_Peirsol", 1), ("George_W_Bush", 1), ("Tony_Blair", 1), ("Colin_Powell", 1)]
@@ -37,7 +58,16 @@ def test_default_model_reports_gender(model, lfw_dir):
             (face,) = model.analyze(lfw_image(lfw_dir, name, i))
             assert face.gender is not None
             assert face.gender.label == label, (name, face.gender)
-            assert 0.5 <= face.gender.probability <= 1.0
+            expected = _expected_gender(model, face)
+            got = face.gender.probabilities
+            assert set(got) == set(expected) == {"male", "female"}
+            for cls, p in expected.items():
+                assert got[cls] == pytest.approx(p, abs=1e-4), (name, cls, got, expected)
+            # the label is the class whose probability is >= 0.5, and its probability is reported
+            assert face.gender.label == ("female" if expected["female"] >= 0.5 else "male")
+            assert face.gender.probability == pytest.approx(expected[face.gender.label],
+                                                            abs=1e-4)
+            assert face.gender.probability == got[face.gender.label]
 
 
 def test_cli_uses_shipped_threshold_and_gender(lfw_dir, capsys):

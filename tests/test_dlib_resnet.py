@@ -151,11 +151,13 @@ def test_corrupt_and_foreign_bytes(dat_path):
         parse_dlib_dat_bytes(bytes([1, 1, 1, 4]) + b"nope" + bytes(data[16:]))
     corrupt = bytearray(data)
     corrupt[-6] = 0x7F  # a control byte of the last trailer tensor: impossible value
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError,
+                       match="not a valid dlib network file: bad integer control byte 0x7f"):
         parse_dlib_dat_bytes(bytes(corrupt))
     with pytest.raises(CheckpointError, match="unexpected bytes"):
         parse_dlib_dat_bytes(bytes(data) + b"\x00")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"<bytes>: not a valid dlib network file: "
+                       r"truncated \(wanted 1 more bytes\) at byte 0 of 0"):
         parse_dlib_dat_bytes(b"")
 
 

@@ -73,11 +73,11 @@ def test_unknown_names_list_the_valid_ones() -> None:
         FacePipeline(crop="tight")
     with pytest.raises(UnknownNameError, match="largest, central, score, all"):
         FacePipeline(select="biggest")
-    with pytest.raises(UnknownNameError):
+    with pytest.raises(UnknownNameError, match="unknown selection rule 'nope'; valid: largest"):
         rank_faces(BOXES, SHAPE, "nope")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="chip_size must be a positive integer, got 0"):
         FacePipeline(chip_size=0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"center_fraction must be in \(0, 1\], got 1\.5"):
         FacePipeline(center_fraction=1.5)
 
 

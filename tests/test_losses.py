@@ -232,5 +232,6 @@ def test_pair_hinge_edge_cases_and_gradients():
     assert loss.item() == pytest.approx(0.64 - 0.3) and torch.isfinite(close.grad).all()
     one = torch.zeros(1, 4, requires_grad=True)
     assert pair_hinge_loss(one, torch.tensor([0])).item() == 0.0
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError,
+                       match=r"0 <= margin < threshold, got threshold=0\.5, margin=0\.6"):
         PairHingeLoss(threshold=0.5, margin=0.6)

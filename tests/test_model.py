@@ -53,9 +53,13 @@ def test_distance_gradient_is_finite_for_identical_inputs(backbone):
     assert torch.isfinite(e.grad).all()
 
 
-@pytest.mark.parametrize("bad", [{"gender_dropout": 1.0}, {"gender_classes": ("a",)}])
-def test_head_config_rejects_bad_values(bad):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("bad, message", [
+    ({"gender_dropout": 1.0}, r"gender_dropout must be in \[0, 1\), got 1\.0"),
+    ({"gender_dropout": -0.1}, r"gender_dropout must be in \[0, 1\), got -0\.1"),
+    ({"gender_classes": ("a",)}, r"gender_classes needs two names, got \('a',\)"),
+])
+def test_head_config_rejects_bad_values(bad, message):
+    with pytest.raises(ConfigError, match=message):
         HeadConfig(**bad)
 
 
