@@ -15,7 +15,7 @@ from siamface.data import (
     IndexPair,
     LFWPair,
     MPerPersonSampler,
-    TrainingPairs,
+    PairSampler,
     detect_layout,
     distortion_tag,
     evaluation_pairs,
@@ -236,19 +236,21 @@ def test_person_split_is_disjoint_stratified_and_seeded():
 
 
 # --- pairs and samplers --------------------------------------------------------------------
-def test_training_pairs_half_genuine_and_reproducible():
+def test_pair_sampler_single_draws():
     ds = _dataset({"a": ("male", 5), "b": ("female", 1), "c": ("male", 3), "d": (None, 2)})
-    pairs = TrainingPairs(ds, 200, seed=1)
-    items = list(pairs)
+    sampler = PairSampler(ds.person_labels())
     person = [r.person_id for r in ds]
-    assert sum(p.same for p in items) == 100
-    for p in items:
-        assert p.a != p.b
-        assert (person[p.a] == person[p.b]) == p.same
-    assert list(TrainingPairs(ds, 200, seed=1)) == items
-    pairs.set_epoch(1)
-    assert list(pairs) != items
-    assert pairs[-1] == pairs[199]
+    rng = np.random.default_rng(1)
+    for anchor in range(len(ds)):
+        if person.count(person[anchor]) < 2:
+            continue
+        pair = sampler.genuine(rng, anchor)
+        assert pair.a == anchor and pair.b != anchor and person[pair.b] == person[anchor]
+    impostors = [sampler.impostor(rng) for _ in range(200)]
+    assert all(person[p.a] != person[p.b] and not p.same for p in impostors)
+    assert {p.a for p in impostors} == set(range(len(ds)))  # any image can be drawn
+    np.testing.assert_array_equal(sampler.images_of(0), [i for i, p in enumerate(person)
+                                                         if p == "a"])
 
 
 def test_evaluation_pairs_fixed_distinct_balanced():
@@ -261,7 +263,9 @@ def test_evaluation_pairs_fixed_distinct_balanced():
     small = _dataset({"a": ("male", 2), "b": ("male", 1)})
     assert sum(p.same for p in evaluation_pairs(small, 10)) == 1  # only one genuine pair exists
     with pytest.raises(DatasetError, match="no person has 2"):
-        TrainingPairs(_dataset({"a": ("male", 1), "b": ("male", 1)}))
+        PairSampler(_dataset({"a": ("male", 1), "b": ("male", 1)}).person_labels())
+    with pytest.raises(DatasetError, match="impostor pairs need 2"):
+        PairSampler(_dataset({"a": ("male", 3)}).person_labels())
 
 
 def test_m_per_person_sampler():

@@ -33,7 +33,7 @@ from siamface.data.lfw import (
     read_view1,
     read_view2,
 )
-from siamface.data.pairs import IndexPair, TrainingPairs, evaluation_pairs, index_lfw_pairs
+from siamface.data.pairs import IndexPair, PairSampler, evaluation_pairs, index_lfw_pairs
 from siamface.data.records import (
     GENDER_LABELS,
     GENDERS,
@@ -57,7 +57,7 @@ __all__ = [
     "IndexPair",
     "LFWPair",
     "MPerPersonSampler",
-    "TrainingPairs",
+    "PairSampler",
     "detect_layout",
     "distortion_tag",
     "evaluation_pairs",

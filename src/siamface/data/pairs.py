@@ -1,5 +1,6 @@
-"""Verification pairs: training pairs drawn on the fly (half genuine, half impostor) and
-fixed, seeded evaluation pairs. Pairs are indices into a ``FaceDataset``."""
+"""Verification pairs: one sampler (:class:`PairSampler`) for training batches drawn on the fly
+(half genuine, half impostor) and for fixed, seeded evaluation pairs. Pairs are indices into a
+``FaceDataset``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from siamface.data.lfw import LFWPair
 from siamface.data.records import FaceDataset
 from siamface.errors import DatasetError
 
-__all__ = ["IndexPair", "TrainingPairs", "evaluation_pairs", "index_lfw_pairs"]
+__all__ = ["IndexPair", "PairSampler", "evaluation_pairs", "index_lfw_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -26,79 +27,84 @@ class IndexPair(NamedTuple):
     same: bool
 
 
-class _PersonIndex:
-    """Arrays that make pair drawing O(1): the person of each record and each person's
-    record indices."""
+class PairSampler:
+    """The one pair sampler: person labels indexed so that pair draws are O(1).
 
-    def __init__(self, dataset: FaceDataset):
-        groups = dataset.person_indices()
-        if len(groups) < 2:
-            raise DatasetError(
-                f"{dataset.name} has {len(groups)} person(s); impostor pairs need 2 or more"
-            )
-        self.groups = [np.asarray(idx, dtype=np.int64) for idx in groups.values()]
-        self.person_of = np.empty(len(dataset), dtype=np.int64)
-        for p, idx in enumerate(self.groups):
-            self.person_of[idx] = p
-        self.multi = np.array([p for p, idx in enumerate(self.groups) if len(idx) >= 2])
-        if self.multi.size == 0:
-            raise DatasetError(
-                f"{dataset.name}: no person has 2 or more images, so there are no genuine pairs"
-            )
-        self.multi_images = np.concatenate([self.groups[p] for p in self.multi])
-        self.size = len(dataset)
+    :meth:`draw` makes vectorised training batches, even positions genuine (an image of a
+    person with 2+ images and another image of that person), odd positions impostor (two
+    images of different persons), so every batch is half and half. :meth:`genuine` and
+    :meth:`impostor` draw one pair each, for :func:`evaluation_pairs`. Labels are ``0..P-1``
+    (``FaceDataset.person_labels()``); a person's images are in record order.
+    """
 
-    def genuine(self, rng: np.random.Generator, anchor: int | None = None) -> IndexPair:
-        a = int(self.multi_images[rng.integers(self.multi_images.size)]) if anchor is None \
-            else anchor
-        group = self.groups[self.person_of[a]]
-        b = a
-        while b == a:
+    def __init__(self, person_labels: np.ndarray | Sequence[int]):
+        labels = np.asarray(person_labels, dtype=np.int64)
+        self.person_of = labels
+        self.order = np.argsort(labels, kind="stable")
+        persons, self.start, self.count = np.unique(labels[self.order], return_index=True,
+                                                    return_counts=True)
+        if persons.size < 2:
+            raise DatasetError(
+                f"{persons.size} person(s); impostor pairs need 2 or more persons")
+        if not np.array_equal(persons, np.arange(persons.size)):
+            raise DatasetError("person labels must be 0..P-1")
+        self.position = np.empty_like(labels)
+        self.position[self.order] = np.arange(labels.size) - self.start[labels[self.order]]
+        self.multi_images = np.flatnonzero(self.count[labels] >= 2)
+        self.multi_persons = np.flatnonzero(self.count >= 2)
+        if self.multi_images.size == 0:
+            raise DatasetError("no person has 2 or more images, so there are no genuine pairs")
+
+    def images_of(self, person: int) -> np.ndarray:
+        """Record indices of ``person``, in record order."""
+        return self.order[self.start[person]:self.start[person] + self.count[person]]
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+        """(a, b, same) for ``n`` pairs."""
+        n_gen, n_imp = (n + 1) // 2, n // 2
+        anchor = self.multi_images[rng.integers(self.multi_images.size, size=n_gen)]
+        person = self.person_of[anchor]
+        other = rng.integers(0, self.count[person] - 1)
+        other += other >= self.position[anchor]
+        partner = self.order[self.start[person] + other]
+        ia = rng.integers(self.person_of.size, size=n_imp)
+        ib = rng.integers(self.person_of.size, size=n_imp)
+        clash = self.person_of[ia] == self.person_of[ib]
+        while clash.any():
+            ib[clash] = rng.integers(self.person_of.size, size=int(clash.sum()))
+            clash = self.person_of[ia] == self.person_of[ib]
+        a = np.empty(n, np.int64)
+        b = np.empty(n, np.int64)
+        a[0::2], b[0::2], a[1::2], b[1::2] = anchor, partner, ia, ib
+        same = np.zeros(n, np.float32)
+        same[0::2] = 1.0
+        return a, b, same
+
+    def genuine(self, rng: np.random.Generator, anchor: int) -> IndexPair:
+        """``anchor`` (an image of a person with 2+ images) and another image of that person."""
+        group = self.images_of(int(self.person_of[anchor]))
+        b = anchor
+        while b == anchor:
             b = int(group[rng.integers(group.size)])
-        return IndexPair(a, b, True)
+        return IndexPair(anchor, b, True)
 
-    def impostor(self, rng: np.random.Generator, anchor: int | None = None) -> IndexPair:
-        a = int(rng.integers(self.size)) if anchor is None else anchor
-        b = a
+    def impostor(self, rng: np.random.Generator) -> IndexPair:
+        """Any image and an image of someone else."""
+        size = self.person_of.size
+        a = b = int(rng.integers(size))
         while self.person_of[b] == self.person_of[a]:
-            b = int(rng.integers(self.size))
+            b = int(rng.integers(size))
         return IndexPair(a, b, False)
 
 
-class TrainingPairs(Sequence[IndexPair]):
-    """Pairs drawn on the fly: item ``i`` is genuine when ``i`` is even, impostor when odd,
-    so every epoch is half and half. The draw depends only on ``(seed, epoch, i)``, so it is
-    reproducible and the same in every DataLoader worker; call ``set_epoch`` for new pairs.
-
-    A genuine pair takes an image of a person with 2+ images and another image of that
-    person; an impostor pair takes any image and an image of someone else.
-    """
-
-    def __init__(self, dataset: FaceDataset, pairs_per_epoch: int | None = None, *,
-                 seed: int = 0):
-        self.dataset = dataset
-        self.pairs_per_epoch = int(pairs_per_epoch or len(dataset))
-        if self.pairs_per_epoch < 1:
-            raise DatasetError(f"pairs_per_epoch must be positive, got {pairs_per_epoch}")
-        self.seed = seed
-        self.epoch = 0
-        self._index = _PersonIndex(dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw a different set of pairs for ``epoch``."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.pairs_per_epoch
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"pair {i} out of range for {len(self)} pairs")
-        i %= len(self)
-        rng = np.random.default_rng((self.seed, self.epoch, i))
-        return self._index.genuine(rng) if i % 2 == 0 else self._index.impostor(rng)
+def _first_seen_labels(dataset: FaceDataset) -> np.ndarray:
+    """Person labels numbered in the order persons first appear in ``dataset``."""
+    groups = dataset.person_indices()  # insertion order: first appearance
+    labels = np.empty(len(dataset), dtype=np.int64)
+    for label, indices in enumerate(groups.values()):
+        labels[indices] = label
+    return labels
 
 
 def evaluation_pairs(
@@ -110,7 +116,7 @@ def evaluation_pairs(
     has fewer distinct genuine pairs, the list is shorter (logged)."""
     if n_pairs < 2:
         raise DatasetError(f"n_pairs must be at least 2, got {n_pairs}")
-    index = _PersonIndex(dataset)
+    sampler = PairSampler(_first_seen_labels(dataset))
     rng = np.random.default_rng(seed)
     wanted = {True: n_pairs // 2, False: n_pairs - n_pairs // 2}
     out: list[IndexPair] = []
@@ -119,11 +125,11 @@ def evaluation_pairs(
         misses = 0
         while len(seen) < count and misses < max_tries * count:
             if same:
-                person = index.multi[rng.integers(index.multi.size)]
-                group = index.groups[person]
-                pair = index.genuine(rng, anchor=int(group[rng.integers(group.size)]))
+                person = sampler.multi_persons[rng.integers(sampler.multi_persons.size)]
+                group = sampler.images_of(int(person))
+                pair = sampler.genuine(rng, anchor=int(group[rng.integers(group.size)]))
             else:
-                pair = index.impostor(rng)
+                pair = sampler.impostor(rng)
             key = (min(pair.a, pair.b), max(pair.a, pair.b))
             if key in seen:
                 misses += 1

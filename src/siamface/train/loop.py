@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamface.errors import DatasetError
+from siamface.data.pairs import PairSampler
 from siamface.metrics import (
     gender_report,
     kfold_verification,
@@ -28,50 +28,6 @@ __all__ = ["Evaluation", "StageInputs", "epoch_seed", "evaluate", "train_epoch"]
 
 LOSS_PARTS = ("total", "verification", "gender_a", "gender_b")
 EVAL_CHUNK_PAIRS = 512
-
-
-class PairSampler:
-    """Vectorised pair draws over person labels: even positions genuine (an image of a person
-    with 2+ images and another image of that person), odd positions impostor (two images of
-    different persons), so every batch is half and half."""
-
-    def __init__(self, person_labels: np.ndarray):
-        labels = np.asarray(person_labels, dtype=np.int64)
-        self.person_of = labels
-        self.order = np.argsort(labels, kind="stable")
-        persons, self.start, self.count = np.unique(labels[self.order], return_index=True,
-                                                    return_counts=True)
-        if persons.size < 2:
-            raise DatasetError("pairs need at least 2 persons")
-        if not np.array_equal(persons, np.arange(persons.size)):
-            raise DatasetError("person labels must be 0..P-1")
-        self.position = np.empty_like(labels)
-        self.position[self.order] = np.arange(labels.size) - self.start[labels[self.order]]
-        self.multi_images = np.flatnonzero(self.count[labels] >= 2)
-        if self.multi_images.size == 0:
-            raise DatasetError("no person has 2 or more images, so there are no genuine pairs")
-
-    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray,
-                                                                np.ndarray]:
-        """(a, b, same) for ``n`` pairs."""
-        n_gen, n_imp = (n + 1) // 2, n // 2
-        anchor = self.multi_images[rng.integers(self.multi_images.size, size=n_gen)]
-        person = self.person_of[anchor]
-        other = rng.integers(0, self.count[person] - 1)
-        other += other >= self.position[anchor]
-        partner = self.order[self.start[person] + other]
-        ia = rng.integers(self.person_of.size, size=n_imp)
-        ib = rng.integers(self.person_of.size, size=n_imp)
-        clash = self.person_of[ia] == self.person_of[ib]
-        while clash.any():
-            ib[clash] = rng.integers(self.person_of.size, size=int(clash.sum()))
-            clash = self.person_of[ia] == self.person_of[ib]
-        a = np.empty(n, np.int64)
-        b = np.empty(n, np.int64)
-        a[0::2], b[0::2], a[1::2], b[1::2] = anchor, partner, ia, ib
-        same = np.zeros(n, np.float32)
-        same[0::2] = 1.0
-        return a, b, same
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 from siamface._atomic import atomic_write_text
 from siamface.checkpoint import save_checkpoint
 from siamface.data import FaceDataset, evaluation_pairs
+from siamface.data.pairs import PairSampler
 from siamface.errors import ConfigError
 from siamface.metrics import youden_threshold
 from siamface.model import SiameseMultiTask
@@ -22,7 +23,7 @@ from siamface.train.config import TrainConfig, config_to_dict
 from siamface.train.data import TrainData, prepare_data
 from siamface.train.distributed import DistInfo, barrier, init_distributed
 from siamface.train.features import GroupRunner, TopModel, advance, trunk_activations
-from siamface.train.loop import PairSampler, StageInputs, evaluate, train_epoch
+from siamface.train.loop import StageInputs, evaluate, train_epoch
 from siamface.train.objective import MultiTaskLoss, gender_class_weights
 from siamface.train.report import write_config, write_curves, write_history_csv, write_json
 from siamface.train.stages import (
