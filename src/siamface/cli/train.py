@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_parser", "overrides_from_args", "run"]
+__all__ = ["EXIT_SKIPPED", "add_parser", "overrides_from_args", "run"]
+
+EXIT_SKIPPED = 3  # finished, but some inputs (unreadable images) were skipped
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from siamface.data import LAYOUTS
+
     p = sub.add_parser(
         "train", help="train the heads (stage 1) and the top layer groups (stage 2)",
         description="Two-stage multi-task training (verification + gender). Writes the "
@@ -19,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="YAML config (see configs/); defaults apply where it is silent")
     p.add_argument("--data", metavar="PATH", default=None, help="dataset root (data.root)")
     p.add_argument("--layout", default=None,
-                   choices=("auto", "facecom", "lfw", "folders", "manifest", "flat"),
+                   choices=LAYOUTS,
                    help="dataset layout (data.layout)")
     p.add_argument("--out", metavar="DIR", default=None, help="run folder (run.out_dir)")
     p.add_argument("--seed", type=int, default=None, help="random seed (run.seed)")
@@ -50,19 +54,27 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train; 0 when every image was used, ``EXIT_SKIPPED`` (3) when the run finished but
+    skipped unreadable images. The process group (under ``torchrun``) is always destroyed."""
     import logging
+
+    import torch.distributed as dist
 
     from siamface.train import apply_overrides, load_config, train
     from siamface.train.config import config_from_dict
+    from siamface.train.distributed import shutdown_if_initialized
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     config = config_from_dict(overrides_from_args(args), load_config(args.config))
     config = apply_overrides(config, args.overrides)
-    result = train(config, resume=args.resume)
-    import torch.distributed as dist
-
-    if dist.is_initialized() and dist.get_rank() != 0:
-        return 0
+    try:
+        result = train(config, resume=args.resume)
+        is_main = not dist.is_initialized() or dist.get_rank() == 0
+    finally:
+        shutdown_if_initialized()
+    code = EXIT_SKIPPED if result.skipped else 0
+    if not is_main:  # every rank exits alike (torchrun reports a mix as a failure)
+        return code
     m = result.metrics
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable image(s) (listed in "
@@ -77,4 +89,4 @@ def run(args: argparse.Namespace) -> int:
         line += (f"; gender accuracy {m['val_gender_accuracy']:.4f}, balanced "
                  f"{m['val_gender_balanced_accuracy']:.4f}, female F1 {m['val_female_f1']:.4f}")
     print(line)
-    return 0
+    return code

@@ -282,34 +282,53 @@ def _unknown_key(where: str, key: str, valid: list[str]) -> ConfigError:
     )
 
 
+_PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+_SINGULARS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _expected(annotation: Any) -> str:
+    """What a field of type ``annotation`` accepts, in words (for error messages)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        words = " or ".join(_expected(a) for a in args if a is not type(None))
+        return f"{words} or null" if type(None) in args else words
+    if origin is tuple:
+        return f"a list of {_PLURALS.get(args[0], 'values')}"
+    return _SINGULARS.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
-    """Check/convert a YAML value to a field's annotated type."""
+    """Check/convert a YAML value to a field's annotated type; a :class:`ConfigError` naming
+    the key, what it accepts and what it got otherwise."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        last: Exception | None = None
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, name)
-            except ConfigError as exc:
-                last = exc
-        raise last or ConfigError(f"{name}: bad value {value!r}")
+            except ConfigError:
+                pass
+        raise ConfigError(f"{name} must be {_expected(annotation)}, got {_show(value)}")
     if origin is tuple:
         items = value if isinstance(value, (list, tuple)) else [value]
-        return tuple(_coerce(v, args[0], name) for v in items)
+        return tuple(_coerce(v, args[0], f"{name}[{i}]") for i, v in enumerate(items))
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    if annotation is int:
+    elif annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if annotation is float:
+    elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str):
@@ -317,18 +336,22 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    if annotation is str:
+    elif annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{name} must be a string, got {value!r}")
-    return value
+    else:
+        return value
+    raise ConfigError(f"{name} must be {_expected(annotation)}, got {_show(value)}")
 
 
-def _build(cls: type, data: dict[str, Any], where: str, base: Any = None) -> Any:
+def _build(cls: type, data: Any, where: str, base: Any = None) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"config section {where.rstrip('.') or 'top level'} must be a mapping, "
-                          f"got {type(data).__name__}")
+        if where:
+            raise ConfigError(f"config section '{where.rstrip('.')}' must be a mapping of "
+                              f"key: value pairs, got {type(data).__name__} {_show(data)}")
+        raise ConfigError(f"the top level of a config must be a mapping of sections "
+                          f"({', '.join(f.name for f in dataclasses.fields(cls))}), got "
+                          f"{type(data).__name__} {_show(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -338,17 +361,39 @@ def _build(cls: type, data: dict[str, Any], where: str, base: Any = None) -> Any
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
             current = getattr(base, key) if base is not None else None
-            values[key] = _build(annotation, value or {}, f"{where}{key}.", current)
+            values[key] = _build(annotation, {} if value is None else value, f"{where}{key}.",
+                                 current)
         else:
             values[key] = _coerce(value, annotation, f"{where}{key}")
-    if base is not None:
-        return dataclasses.replace(base, **values)
-    return cls(**values)
+    try:
+        if base is not None:
+            return dataclasses.replace(base, **values)
+        return cls(**values)
+    except ConfigError as exc:  # a section's own check: say which section it was
+        section = where.rstrip(".")
+        if section and not str(exc).startswith(section):
+            _prefixed(exc, f"{section}: ")
+        raise
 
 
-def config_from_dict(data: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-    """Build a :class:`TrainConfig` from a nested dict layered over ``base`` (the defaults)."""
-    return _build(TrainConfig, data or {}, "", base or TrainConfig())
+def _prefixed(exc: ConfigError, prefix: str) -> ConfigError:
+    """Put ``prefix`` before ``exc``'s message in place, so it keeps its type (an
+    :class:`~siamface.errors.UnknownNameError` stays one) and can be re-raised."""
+    message = exc.args[0] if exc.args else str(exc)
+    exc.args = (f"{prefix}{message}", *exc.args[1:])
+    return exc
+
+
+def config_from_dict(data: dict[str, Any] | None, base: TrainConfig | None = None, *,
+                     source: str | os.PathLike | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a nested dict layered over ``base`` (the defaults).
+    ``source`` (the file ``data`` came from) is named in every error."""
+    try:
+        return _build(TrainConfig, {} if data is None else data, "", base or TrainConfig())
+    except ConfigError as exc:
+        if source is not None:
+            _prefixed(exc, f"config file {source}: ")
+        raise
 
 
 def _parse_value(text: str) -> Any:
@@ -379,17 +424,39 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
 
 def load_config(path: str | os.PathLike | None = None,
                 overrides: list[str] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``."""
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``.
+
+    Every problem with the file (missing, unreadable, not UTF-8, not YAML, not a mapping of
+    sections, an unknown key, a value of the wrong type) is a :class:`ConfigError` that names
+    the file, the key and what was expected.
+    """
     config = TrainConfig()
     if path is not None:
-        import yaml
-
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"config file {file} not found")
-        try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
-        config = config_from_dict(data, config)
+        config = config_from_dict(_read_yaml(Path(path)), config, source=Path(path))
     return apply_overrides(config, list(overrides or []))
+
+
+def _read_yaml(file: Path) -> Any:
+    import yaml
+
+    if file.is_dir():
+        raise ConfigError(f"config file {file} is a directory; expected a YAML file")
+    if not file.is_file():
+        raise ConfigError(f"config file {file} not found; expected a YAML file "
+                          f"(see configs/ for examples)")
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {file} is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.reason}); expected a UTF-8 encoded YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"config file {file} is not valid YAML{where} ({problem}); a config "
+                          f"must be a YAML mapping of sections (see configs/ for examples)"
+                          ) from exc

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_mean", "barrier", "init_distributed", "shutdown"]
+__all__ = ["DistInfo", "all_reduce_mean", "barrier", "init_distributed", "shutdown",
+           "shutdown_if_initialized"]
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,24 @@ class DistInfo:
 
 def init_distributed(device: str = "cpu") -> DistInfo:
     """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1),
-    else run alone. ``device`` ``cuda`` picks this rank's local GPU and NCCL."""
+    else run alone. ``device`` ``cuda`` picks this rank's local GPU and NCCL.
+
+    ``device`` is checked like inference checks it (:func:`siamface.service.check_device`):
+    an invalid or unsupported device, or ``cuda`` without CUDA, is a
+    :class:`~siamface.errors.ConfigError` before any process group is joined, never a silent
+    fall back to the CPU.
+    """
+    from siamface.service import check_device
+
+    parsed = check_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device.startswith("cuda") and torch.cuda.is_available()
-    dev = f"cuda:{local}" if use_cuda and world > 1 else (device if use_cuda else "cpu")
+    use_cuda = parsed.type == "cuda"
+    if use_cuda and world > 1:
+        dev = str(check_device(f"cuda:{local}"))  # one GPU per local rank
+    else:
+        dev = str(parsed)
     if world > 1 and not dist.is_initialized():
         if use_cuda:
             torch.cuda.set_device(local)
@@ -62,4 +75,11 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     """Leave the process group (if this process joined one)."""
     if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shutdown_if_initialized() -> None:
+    """Destroy the default process group if this process is in one (a no-op otherwise).
+    ``siamface train`` calls it when a run ends, whether it finished or failed."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -19,12 +19,7 @@ from torch import nn
 from siamface.errors import ConfigError
 from siamface.model import SiameseMultiTask
 
-__all__ = ["GroupRunner", "TopModel", "advance", "group_names", "make_views", "trunk_activations"]
-
-
-def group_names(backbone: nn.Module) -> list[str]:
-    """The backbone's layer group names, input to output."""
-    return [name for name, _ in backbone.layer_groups()]
+__all__ = ["GroupRunner", "TopModel", "advance", "make_views", "trunk_activations"]
 
 
 class GroupRunner:

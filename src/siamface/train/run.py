@@ -90,6 +90,28 @@ class _Progress:
                     dynamic_ncols=True, leave=False)
 
 
+@dataclass
+class _Run:
+    """The state of one training run that its stages share."""
+
+    config: TrainConfig
+    info: DistInfo
+    progress: _Progress
+    out_dir: Path
+    model: SiameseMultiTask
+    runner: GroupRunner
+    data: TrainData
+    activations: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    val_pairs: list
+    loss_fn: MultiTaskLoss
+    kept_groups: list[str]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def inputs(self, boundary: int) -> StageInputs:
+        return _stage_inputs(*self.activations[boundary], self.data, self.config,
+                             self.val_pairs)
+
+
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {section: ({k: v for k, v in values.items() if (section, k) not in _RESUME_IGNORED}
                       if isinstance(values, dict) else values)
@@ -248,7 +270,8 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
     weights = gender_class_weights(config.loss, data.train.gender_labels())
     loss_fn = MultiTaskLoss(config.loss, weights)
     kept_groups = unlocked_group_names(model, max(s.unlocked_groups for _, s in stages))
-    history: list[dict[str, Any]] = list(state["history"]) if state else []
+    run = _Run(config, info, progress, out_dir, model, runner, data, activations, val_pairs,
+               loss_fn, kept_groups, list(state["history"]) if state else [])
     if state:
         model.load_state_dict(state["model"], strict=False)
         torch.set_rng_state(state["rng"])
@@ -256,9 +279,7 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
     if config.run.train_threads:
         torch.set_num_threads(config.run.train_threads)
     try:
-        top, inputs = _run_stages(stages, boundaries, model, runner, activations, data, config,
-                                  val_pairs, loss_fn, info, progress, history, kept_groups,
-                                  out_dir, state)
+        top, inputs = _run_stages(run, stages, boundaries, state)
     finally:
         torch.set_num_threads(threads)
     final = evaluate(top, loss_fn, inputs, info.device)
@@ -274,39 +295,37 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
                    "val_images": len(data.val), "train_persons": len(data.train.persons()),
                    "val_persons": len(data.val.persons()), "gender_class_weights": weights}
         write_json(out_dir / RUN_FILES["summary"], summary)
-        write_curves(out_dir / RUN_FILES["curves"], history)
+        write_curves(out_dir / RUN_FILES["curves"], run.history)
     barrier(info)
     model.eval()
-    return TrainResult(out_dir, checkpoint, history, metrics, float(threshold), data.skipped,
+    return TrainResult(out_dir, checkpoint, run.history, metrics, float(threshold), data.skipped,
                        model)
 
 
-def _run_stages(stages, boundaries, model, runner, activations, data, config, val_pairs,
-                loss_fn, info, progress, history, kept_groups, out_dir, state
+def _run_stages(run: _Run, stages: list, boundaries: list[int], state: dict[str, Any] | None
                 ) -> tuple[TopModel, StageInputs]:
     """Every enabled stage in order, skipping those a resumed state has finished."""
     for si, (key, stage) in enumerate(stages):
         boundary = boundaries[si]
-        unlock(model, stage)
-        top = TopModel(model, runner, boundary, gender_backprop=config.loss.gender_backprop)
-        inputs = _stage_inputs(*activations[boundary], data, config, val_pairs)
+        unlock(run.model, stage)
+        top = TopModel(run.model, run.runner, boundary,
+                       gender_backprop=run.config.loss.gender_backprop)
+        inputs = run.inputs(boundary)
         if state is not None and (si < state["stage_index"] or (
                 si == state["stage_index"] and state["stage_done"])):
             continue
-        _run_stage(si, key, stage, model, top, inputs, loss_fn, config, info, progress,
-                   history, kept_groups, out_dir,
+        _run_stage(run, si, key, stage, top, inputs,
                    state if state is not None and si == state["stage_index"] else None)
         state = None
-        if info.is_main:
-            _stage_checkpoint(out_dir / f"{key}.safetensors", model, top, inputs, loss_fn,
-                              config, stage.unlocked_groups, info)
+        if run.info.is_main:
+            _stage_checkpoint(run, run.out_dir / f"{key}.safetensors", top, inputs,
+                              stage.unlocked_groups)
     return top, inputs
 
 
-def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
-               inputs: StageInputs, loss_fn: MultiTaskLoss, config: TrainConfig,
-               info: DistInfo, progress: _Progress, history: list[dict[str, Any]],
-               kept_groups: list[str], out_dir: Path, state: dict[str, Any] | None) -> None:
+def _run_stage(run: _Run, si: int, key: str, stage, top: TopModel, inputs: StageInputs,
+               state: dict[str, Any] | None) -> None:
+    model, config, info = run.model, run.config, run.info
     params = trainable_parameters(model)
     if not params or stage.epochs == 0:
         log.warning("stage %s has nothing to train (epochs=%d)", key, stage.epochs)
@@ -320,7 +339,7 @@ def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
     optimizer = build_optimizer(params, stage)
     scheduler = build_scheduler(optimizer, stage)
     start, best_loss, bad, best_epoch = 0, float("inf"), 0, -1
-    best_state = trained_state(model, kept_groups)
+    best_state = trained_state(model, run.kept_groups)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -333,26 +352,26 @@ def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
         steps = -(-inputs.pairs_per_epoch // config.run.batch_size)
         if config.run.max_steps_per_epoch:
             steps = min(steps, config.run.max_steps_per_epoch)
-        bar = progress.bar(steps, f"{key} epoch {epoch + 1}/{stage.epochs}", "step")
+        bar = run.progress.bar(steps, f"{key} epoch {epoch + 1}/{stage.epochs}", "step")
         try:
             losses = train_epoch(
-                top, module, loss_fn, optimizer, inputs, seed=config.run.seed,
+                top, module, run.loss_fn, optimizer, inputs, seed=config.run.seed,
                 stage_index=si, epoch=epoch, batch_size=config.run.batch_size,
                 max_steps=config.run.max_steps_per_epoch, info=info,
                 on_step=_bar_callback(bar))
         finally:
             bar.close()
         scheduler.step()
-        evaluation = evaluate(top, loss_fn, inputs, info.device)
+        evaluation = evaluate(top, run.loss_fn, inputs, info.device)
         row: dict[str, Any] = {"stage": key, "epoch": epoch + 1, "lr": lr}
         row.update({f"train_{k}": v for k, v in losses.items()})
         row.update(evaluation.metrics())
         row["seconds"] = round(time.perf_counter() - began, 3)
-        history.append(row)
+        run.history.append(row)
         score = _monitored(row, stage.monitor)
         if score < best_loss - 1e-12:
             best_loss, bad, best_epoch = score, 0, epoch
-            best_state = trained_state(model, kept_groups)
+            best_state = trained_state(model, run.kept_groups)
         else:
             bad += 1
         done = bad >= stage.patience or epoch == stage.epochs - 1
@@ -361,15 +380,16 @@ def _run_stage(si: int, key: str, stage, model: SiameseMultiTask, top: TopModel,
         if info.is_main:
             log.info("%s epoch %d: train %.4f val %.4f acc %.4f", key, epoch + 1,
                      row["train_total"], row["val_total"], row["val_accuracy"])
-            save_state(out_dir / RUN_FILES["state"], {
+            save_state(run.out_dir / RUN_FILES["state"], {
                 "config": config_to_dict(config), "stage_index": si, "stage_key": key,
-                "epoch": epoch, "stage_done": done, "model": trained_state(model, kept_groups),
+                "epoch": epoch, "stage_done": done,
+                "model": trained_state(model, run.kept_groups),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad,
-                "best_state": best_state, "history": history, "rng": torch.get_rng_state(),
+                "best_state": best_state, "history": run.history, "rng": torch.get_rng_state(),
             })
-            write_history_csv(out_dir / RUN_FILES["history_csv"], history)
-            write_json(out_dir / RUN_FILES["history_json"], history)
+            write_history_csv(run.out_dir / RUN_FILES["history_csv"], run.history)
+            write_json(run.out_dir / RUN_FILES["history_json"], run.history)
         if done:
             break
 
@@ -391,14 +411,13 @@ def _bar_callback(bar):
     return on_step
 
 
-def _stage_checkpoint(path: Path, model: SiameseMultiTask, top: TopModel, inputs: StageInputs,
-                      loss_fn: MultiTaskLoss, config: TrainConfig, unlocked: int,
-                      info: DistInfo) -> None:
-    evaluation = evaluate(top, loss_fn, inputs, info.device)
+def _stage_checkpoint(run: _Run, path: Path, top: TopModel, inputs: StageInputs,
+                      unlocked: int) -> None:
+    evaluation = evaluate(top, run.loss_fn, inputs, run.info.device)
     threshold = youden_threshold(evaluation.distances, evaluation.same)
-    _save(path, model, threshold, evaluation.metrics(threshold), config,
-          unlocked_group_names(model, unlocked), None,
-          gender_trained=_gender_trained(config, inputs.train_gender.numpy()))
+    _save(path, run.model, threshold, evaluation.metrics(threshold), run.config,
+          unlocked_group_names(run.model, unlocked), None,
+          gender_trained=_gender_trained(run.config, inputs.train_gender.numpy()))
 
 
 def _gender_trained(config: TrainConfig, train_labels: np.ndarray) -> bool:
