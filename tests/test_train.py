@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -240,7 +241,15 @@ def test_main_trains_both_stages(facecom, tmp_path, capsys):
     # calibrated on flip-averaged faces (the default), so the service averages too
     assert info.preprocessing["flip_average"] is True and service.flip is True
     face = service.analyze(next((facecom / "Task_B" / "val").glob("*/*.jpg")))[0]
-    assert face.gender is not None and 0.0 <= face.gender.probability <= 1.0
+    # the reported probability is the trained head's sigmoid on this face's embedding (the
+    # embedding is the backbone feature here: no projection, no normalisation)
+    assert not info.head.projection and not info.head.normalize
+    head = service.model.gender_head[1]
+    logit = float(head.weight.detach().numpy() @ face.embedding + head.bias.item())
+    p_second = 1.0 / (1.0 + np.exp(-logit))
+    first, second = service.gender_classes
+    assert face.gender.probabilities[second] == pytest.approx(p_second, abs=1e-4)
+    assert face.gender.label == (second if p_second >= 0.5 else first)
     assert "validation: verification accuracy" in capsys.readouterr().out
 
 
