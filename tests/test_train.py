@@ -245,7 +245,7 @@ def test_main_trains_both_stages(facecom, tmp_path, capsys):
     # embedding is the backbone feature here: no projection, no normalisation)
     assert not info.head.projection and not info.head.normalize
     head = service.model.gender_head[1]
-    logit = float(head.weight.detach().numpy() @ face.embedding + head.bias.item())
+    logit = (head.weight.detach().numpy()[0] @ face.embedding).item() + head.bias.item()
     p_second = 1.0 / (1.0 + np.exp(-logit))
     first, second = service.gender_classes
     assert face.gender.probabilities[second] == pytest.approx(p_second, abs=1e-4)
