@@ -207,7 +207,7 @@ def test_missing_facenet_weights_message(tmp_path):
     expected = tmp_path / "weights" / "20180402-114759-vggface2.pt"
     assert str(expected) in msg
     assert cfg.sha256 in msg
-    assert "siamface weights fetch facenet-vggface2" in msg and "--weights PATH" in msg
+    assert "siamface weights fetch facenet-vggface2" in msg and "--backbone-weights PATH" in msg
     assert expected_weights_path(cfg) == expected
     with pytest.raises(WeightsNotFoundError, match="nope.pt"):
         create_backbone("facenet", weights=tmp_path / "nope.pt")

@@ -54,9 +54,16 @@ def test_verify_missing_image_exits_2(pair, tmp_path, capsys):
 def test_verify_no_face_names_the_fallback(pair, tmp_path, capsys):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (120, 160), (90, 90, 90)).save(blank)
-    assert main(["verify", pair[0], str(blank), "--json", *UNTRAINED]) == 1
+    assert main(["verify", pair[0], str(blank), "--json", *UNTRAINED]) == 3  # no verdict
     out = json.loads(capsys.readouterr().out)
     assert out["b"]["detected"] is False and out["b"]["fallback"] == "center-crop"
+    assert out["status"] == "no_face_b" and out["is_match"] is None and out["distance"] is None
+    # today's behaviour, for pre-cropped faces: the centre crop is used, and scored
+    assert main(["verify", pair[0], str(blank), "--json", "--fallback-policy", "always",
+                 *UNTRAINED]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "no_match" and out["b"]["no_face"] is None
+    assert out["b"]["face_score"] < 0.5
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 100])

@@ -63,14 +63,14 @@ def test_good_and_bad_images(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "prepared 13 images" in out
     assert "8 detected, 2 fallback, 3 failed" in out
-    assert "3 bad image(s):" in out
+    assert "3 image(s) skipped:" in out
     for path, reason in bad.items():
         (line,) = [line for line in out.splitlines() if line.strip().startswith(path)]
         assert reason in line
 
     assert main(argv) == 3  # resume: nothing left to do, same summary
     out = capsys.readouterr().out
-    assert "0 cropped now, 13 already cached" in out and "3 bad image(s):" in out
+    assert "0 cropped now, 13 already cached" in out and "3 image(s) skipped:" in out
 
 
 def _index_lines(namespace: Path) -> int:
@@ -110,7 +110,7 @@ def test_sigkill_then_resume_matches_a_clean_run(tmp_path):
                              check=False)
     assert resumed.returncode == 3, resumed.stderr  # the 3 bad images are skipped
     assert "prepared 43 images" in resumed.stdout
-    assert "3 bad image(s):" in resumed.stdout
+    assert "3 image(s) skipped:" in resumed.stdout
 
     clean = prepare(data, tmp_path / "clean", CenterCropPipeline, progress=False)
     assert clean.namespace.name == namespace.name

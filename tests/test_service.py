@@ -48,12 +48,14 @@ def test_every_input_type_gives_the_same_embedding(service, faces):
                                atol=1e-6)
 
 
-def test_no_face_returns_a_fallback_result(service, faces):
+def test_no_face_returns_no_verdict(service, faces):
     blank = np.full((200, 200, 3), 127, np.uint8)
     result = service.verify(blank, faces["cook"])
     assert not result.a.detected and result.a.fallback == "center-crop"
-    assert result.a.box is None and np.isfinite(result.distance)
-    assert result.b.detected
+    assert result.status == "no_face_a" and result.is_match is None and result.distance is None
+    assert result.a.box is None and result.a.embedding is None and result.a.gender is None
+    assert "face score" in result.a.no_face and result.a.face_score < 0.1
+    assert result.b.detected and result.b.has_face and result.b.face_score > 0.9
 
 
 def test_untrained_gender_head_reports_no_gender(service, faces):

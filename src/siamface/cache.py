@@ -91,6 +91,8 @@ class CropLike(Protocol):
     crop: str
     select: str
     fallback: str | None
+    face_score: float | None
+    no_face: str | None
 
 
 class CropPipeline(Protocol):
@@ -116,13 +118,18 @@ class CacheEntry:
     landmarks: tuple[tuple[float, float], ...] | None = None
     score: float | None = None
     error: str | None = None
+    face_score: float | None = None
+    no_face: str | None = None
 
     @property
     def status(self) -> str:
-        """``"failed"`` (no chip: ``error`` says why), ``"fallback"`` (no face found, a
+        """``"failed"`` (no chip: ``error`` says why), ``"absent"`` (a chip that the fallback
+        policy does not take for a face: ``no_face`` says why), ``"fallback"`` (no face found, a
         fallback chip), ``"detected"``, or ``"plain"`` (no detection run, e.g. a centre crop)."""
         if self.error is not None:
             return "failed"
+        if self.no_face is not None:
+            return "absent"
         if self.fallback is not None:
             return "fallback"
         return "detected" if self.detected else "plain"
@@ -148,6 +155,8 @@ class CacheEntry:
             ),
             score=None if record.get("score") is None else float(record["score"]),
             error=record.get("error"),
+            face_score=None if record.get("face_score") is None else float(record["face_score"]),
+            no_face=record.get("no_face"),
         )
 
 
@@ -381,6 +390,7 @@ def _as_floats(value: Any, shape: tuple[int, ...]) -> Any:
 
 def _entry_from_crop(key: str, source: str, chip_rel: str, crop: CropLike) -> CacheEntry:
     score = getattr(crop, "score", None)
+    face_score = getattr(crop, "face_score", None)
     return CacheEntry(
         key=key,
         path=source,
@@ -392,6 +402,8 @@ def _entry_from_crop(key: str, source: str, chip_rel: str, crop: CropLike) -> Ca
         box=_as_floats(getattr(crop, "box", None), (4,)),
         landmarks=_as_floats(getattr(crop, "landmarks", None), (5, 2)),
         score=None if score is None else float(score),
+        face_score=None if face_score is None else float(face_score),
+        no_face=getattr(crop, "no_face", None),
     )
 
 
@@ -402,9 +414,10 @@ def _entry_from_crop(key: str, source: str, chip_rel: str, crop: CropLike) -> Ca
 class PrepareReport:
     """What ``prepare`` did. ``total`` image files were found; ``cached`` of them were already
     in the cache and ``processed`` were cropped in this run (files repeating another file's
-    content are cropped once). ``detected``, ``fallback``, ``plain`` (no detection run) and
-    ``failed`` count every file (see ``CacheEntry.status``);
-    ``failures`` lists (path, reason) for each failed one, in path order."""
+    content are cropped once). ``detected``, ``fallback``, ``plain`` (no detection run),
+    ``absent`` (no face: the fallback policy refused the crop) and ``failed`` count every file
+    (see ``CacheEntry.status``);
+    ``failures`` lists (path, reason) for each failed or absent one, in path order."""
 
     namespace: Path
     total: int = 0
@@ -413,6 +426,7 @@ class PrepareReport:
     detected: int = 0
     fallback: int = 0
     plain: int = 0
+    absent: int = 0
     failed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -558,6 +572,8 @@ def _tally(paths: Sequence[Path], filled: FillResult, cache: CropCache) -> Prepa
         setattr(report, status, getattr(report, status) + 1)
         if status == "failed":
             report.failures.append((path, entry.error or "unknown error"))
+        elif status == "absent":
+            report.failures.append((path, entry.no_face or "no face"))
     return report
 
 
@@ -668,4 +684,6 @@ def _portable_crop(crop: CropLike) -> FaceCrop:
         crop=crop.crop,
         select=crop.select,
         fallback=crop.fallback,
+        face_score=getattr(crop, "face_score", None),
+        no_face=getattr(crop, "no_face", None),
     )

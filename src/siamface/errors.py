@@ -11,6 +11,7 @@ __all__ = [
     "DatasetError",
     "ImageDecodeError",
     "ImageTooLargeError",
+    "NoFaceError",
     "SiamfaceError",
     "UnknownNameError",
     "WeightsHashError",
@@ -33,6 +34,15 @@ class ImageDecodeError(SiamfaceError, ValueError):
 
 class ImageTooLargeError(ImageDecodeError):
     """The image header announces more pixels than the configured limit."""
+
+
+class NoFaceError(SiamfaceError, ValueError):
+    """An image holds no face to embed (the fallback policy refused its centre crop)."""
+
+    def __init__(self, source: str, reason: str, count: int = 1):
+        self.source, self.reason, self.count = source, reason, count
+        more = f" (and {count - 1} more image(s))" if count > 1 else ""
+        super().__init__(f"no face in {source}: {reason}{more}")
 
 
 class WeightsNotFoundError(SiamfaceError, FileNotFoundError):

@@ -10,7 +10,16 @@ Crop modes:
                  side. Chips have ``detected=False`` and ``fallback=None`` (nothing failed).
 
 Whatever the mode, an image in which no face is found gets the centre crop with
-``detected=False`` and ``fallback="center-crop"``.
+``detected=False`` and ``fallback="center-crop"``. Whether that crop is used as a face is the
+``fallback_policy``'s call (no face, no verdict):
+    ``auto``    (default) only when a face-presence check (MTCNN's O-Net on the crop's region,
+                ``siamface.detect.presence``) scores it at or above ``face_cutoff``; otherwise
+                the face is absent (``no_face`` says why). ``crop="center"`` chips are checked
+                the same way.
+    ``always``  always, as for datasets of pre-cropped faces the detector may miss.
+    ``never``   never: no detection, no face (``crop="center"`` chips are checked as in auto).
+Every crop records ``face_score``: the detector's score for a detected face, the presence
+check's for a fallback or centre crop.
 
 Selection rules (which face :meth:`FacePipeline.crop` keeps when there are several):
     ``largest``  the largest box.
@@ -43,7 +52,9 @@ from siamface.io import DEFAULT_MAX_PIXELS, load_image
 
 __all__ = [
     "CROP_MODES",
+    "DEFAULT_FALLBACK_POLICY",
     "DEFAULT_SELECT",
+    "FALLBACK_POLICIES",
     "SCORE_SIGMA",
     "SELECT_RULES",
     "FaceCrop",
@@ -52,6 +63,8 @@ __all__ = [
 ]
 
 CROP_MODES = ("aligned", "padded", "center")
+FALLBACK_POLICIES = ("auto", "always", "never")
+DEFAULT_FALLBACK_POLICY = "auto"
 SELECT_RULES = ("largest", "central", "score", "all")
 # Chosen by benchmarks/bench_select.py (LFW View 2, 6,000 pairs, 10-fold, MTCNN + aligned
 # dlib-resnet chips; 1,246 of the 7,701 images have 2+ faces): largest 97.93% +- 0.68,
@@ -69,6 +82,9 @@ class FaceCrop:
     ``box`` (x1, y1, x2, y2), ``landmarks`` (5, 2) and ``score`` are in the original image's
     pixels and are ``None`` when no face was used. ``crop`` and ``select`` are the pipeline's
     mode and rule; ``fallback`` names what was done instead when detection found nothing.
+    ``face_score`` is the detector's score, or the face-presence check's for a fallback or
+    centre crop. ``no_face`` is ``None`` when the chip is a face to use, else the reason it is
+    not (the face is absent: no embedding, no gender, no verdict).
     """
 
     chip: np.ndarray
@@ -79,6 +95,12 @@ class FaceCrop:
     crop: str
     select: str
     fallback: str | None = None
+    face_score: float | None = None
+    no_face: str | None = None
+
+    @property
+    def has_face(self) -> bool:
+        return self.no_face is None
 
 
 def _box_geometry(boxes: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +160,9 @@ class FacePipeline:
         center_fraction: float = 0.8,
         detector: Any | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        fallback_policy: str = DEFAULT_FALLBACK_POLICY,
+        face_cutoff: float | None = None,
+        presence: Any | None = None,
     ):
         if crop not in CROP_MODES:
             raise UnknownNameError("crop mode", crop, CROP_MODES)
@@ -149,6 +174,10 @@ class FacePipeline:
             raise ConfigError(f"pad must be >= 0 (a fraction of the box size), got {pad!r}")
         if not 0 < center_fraction <= 1:
             raise ConfigError(f"center_fraction must be in (0, 1], got {center_fraction!r}")
+        if fallback_policy not in FALLBACK_POLICIES:
+            raise UnknownNameError("fallback policy", fallback_policy, FALLBACK_POLICIES)
+        if face_cutoff is not None and not 0.0 <= face_cutoff <= 1.0:
+            raise ConfigError(f"face_cutoff must be in [0, 1], got {face_cutoff!r}")
         if int(max_pixels) <= 0:
             raise ConfigError(f"max_pixels must be a positive integer, got {max_pixels!r}")
         self.crop_mode = crop
@@ -159,11 +188,15 @@ class FacePipeline:
         self.center_fraction = float(center_fraction)
         self.max_pixels = int(max_pixels)  # larger images are refused (not part of params())
         self._detector = detector
+        self.fallback_policy = fallback_policy
+        self._face_cutoff = face_cutoff
+        self._presence = presence
 
     def __repr__(self) -> str:
         return (
             f"FacePipeline(crop={self.crop_mode!r}, select={self.select!r}, "
-            f"chip_size={self.chip_size}, template={self.template.name!r})"
+            f"chip_size={self.chip_size}, template={self.template.name!r}, "
+            f"fallback_policy={self.fallback_policy!r})"
         )
 
     @classmethod
@@ -185,6 +218,24 @@ class FacePipeline:
             self._detector = MTCNN()
         return self._detector
 
+    @property
+    def presence(self) -> Any:
+        """The face-presence check of fallback crops, built on first use."""
+        if self._presence is None:
+            from siamface.detect.presence import FacePresence
+
+            self._presence = FacePresence()
+        return self._presence
+
+    @property
+    def face_cutoff(self) -> float:
+        """The presence score a fallback or centre crop needs to count as a face."""
+        if self._face_cutoff is None:
+            from siamface.detect.presence import DEFAULT_CUTOFF
+
+            return float(DEFAULT_CUTOFF)
+        return float(self._face_cutoff)
+
     def params(self) -> dict[str, Any]:
         """JSON-serialisable description of everything that changes the chips."""
         out: dict[str, Any] = {
@@ -199,6 +250,9 @@ class FacePipeline:
             out["pad"] = self.pad
         if self.crop_mode != "center":
             out["detector"] = _describe_detector(self.detector)
+        out["fallback_policy"] = self.fallback_policy
+        if self.fallback_policy != "always":
+            out["face_cutoff"] = self.face_cutoff
         return out
 
     def crop(self, image: Any) -> FaceCrop:
@@ -206,7 +260,7 @@ class FacePipeline:
         self._refuse_all()
         img = load_image(image, max_pixels=self.max_pixels)
         if self.crop_mode == "center":
-            return self._center(img, fallback=None)
+            return self._center(img)
         return self._select_one(img, self.detector.detect(img))
 
     def crop_batch(self, images: Sequence[Any]) -> list[FaceCrop]:
@@ -214,7 +268,7 @@ class FacePipeline:
         self._refuse_all()
         imgs = [load_image(image, max_pixels=self.max_pixels) for image in images]
         if self.crop_mode == "center":
-            return [self._center(img, fallback=None) for img in imgs]
+            return [self._center(img) for img in imgs]
         detections = _detect_many(self.detector, imgs)
         return [self._select_one(img, det) for img, det in zip(imgs, detections)]
 
@@ -223,7 +277,7 @@ class FacePipeline:
         ``all``); a single fallback chip when no face is found."""
         img = load_image(image, max_pixels=self.max_pixels)
         if self.crop_mode == "center":
-            return [self._center(img, fallback=None)]
+            return [self._center(img)]
         return self.crops_from_detections(img, self.detector.detect(img), select="all")
 
     def crops_from_detections(
@@ -236,7 +290,7 @@ class FacePipeline:
             raise UnknownNameError("selection rule", rule, SELECT_RULES)
         boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)
         if len(boxes) == 0:
-            return [self._center(image, fallback=CENTER_FALLBACK, select=rule)]
+            return [self._center(image, select=rule)]
         if rule == "all":
             order = rank_faces(boxes, image.shape, self.select if self.select != "all" else "all")
         else:
@@ -259,14 +313,26 @@ class FacePipeline:
         return FaceCrop(
             chip=chip, box=box.astype(np.float32), landmarks=landmarks.astype(np.float32),
             score=score, detected=True, crop=self.crop_mode, select=rule, fallback=None,
+            face_score=score,
         )
 
-    def _center(self, img: np.ndarray, fallback: str | None, select: str | None = None) -> FaceCrop:
+    def _center(self, img: np.ndarray, select: str | None = None) -> FaceCrop:
+        """The centre crop: a fallback when detection found nothing, or the ``center`` mode's
+        chip; scored by the presence check, and a face only if the policy says so."""
         chip = center_crop(img, self.chip_size, fraction=self.center_fraction)
+        fallback = None if self.crop_mode == "center" else CENTER_FALLBACK
+        face_score = float(self.presence.score(img))
+        no_face = None
+        if self.fallback_policy == "never" and fallback is not None:
+            no_face = "no face found (fallback_policy never)"
+        elif self.fallback_policy != "always" and face_score < self.face_cutoff:
+            what = "no face found and the" if fallback else "the"
+            no_face = (f"{what} centre crop does not look like a face (face score "
+                       f"{face_score:.2f} < {self.face_cutoff:.2f})")
         return FaceCrop(
             chip=chip, box=None, landmarks=None, score=None, detected=False,
             crop=self.crop_mode, select=self.select if select is None else select,
-            fallback=fallback,
+            fallback=fallback, face_score=face_score, no_face=no_face,
         )
 
     def _refuse_all(self) -> None:

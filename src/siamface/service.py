@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from siamface.checkpoint import CheckpointInfo, load_checkpoint
-from siamface.errors import CheckpointError, ConfigError, ImageDecodeError
+from siamface.errors import CheckpointError, ConfigError, ImageDecodeError, NoFaceError
 from siamface.io import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
 
 __all__ = [
     "DEFAULT_BACKBONE",
+    "VERIFY_STATUSES",
     "EmbedReport",
     "FaceResult",
     "FaceService",
@@ -47,7 +48,12 @@ class GenderPrediction:
 
 @dataclass(frozen=True)
 class FaceResult:
-    """One face: where it was found, how it was cropped, its gender and embedding."""
+    """One face: where it was found, how it was cropped, its gender and embedding.
+
+    ``face_score`` is the detector's score, or the face-presence check's for a fallback or
+    centre crop. When ``no_face`` is set the face is absent (it says why): ``embedding`` and
+    ``gender`` are ``None`` and a verification with it has no verdict.
+    """
 
     source: str
     detected: bool
@@ -58,8 +64,14 @@ class FaceResult:
     landmarks: list[list[float]] | None
     score: float | None
     gender: GenderPrediction | None
-    embedding: np.ndarray = field(repr=False)
+    embedding: np.ndarray | None = field(repr=False)
     chip: np.ndarray = field(repr=False)
+    face_score: float | None = None
+    no_face: str | None = None
+
+    @property
+    def has_face(self) -> bool:
+        return self.no_face is None
 
     def to_dict(self, with_embedding: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -71,24 +83,35 @@ class FaceResult:
             "box": self.box,
             "landmarks": self.landmarks,
             "score": self.score,
+            "face_score": self.face_score,
+            "no_face": self.no_face,
             "gender": self.gender.to_dict() if self.gender else None,
         }
         if with_embedding:
-            out["embedding"] = [float(v) for v in self.embedding]
+            out["embedding"] = (None if self.embedding is None
+                                else [float(v) for v in self.embedding])
         return out
+
+
+VERIFY_STATUSES = ("match", "no_match", "no_face_a", "no_face_b", "no_face_both")
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    is_match: bool
-    distance: float
+    """A verdict, or none: ``status`` is one of :data:`VERIFY_STATUSES`; when a face is
+    absent (``no_face_*``), ``is_match`` and ``distance`` are ``None``."""
+
+    is_match: bool | None
+    distance: float | None
     threshold: float
     threshold_source: str
     a: FaceResult
     b: FaceResult
+    status: str = "match"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "status": self.status,
             "is_match": self.is_match,
             "distance": self.distance,
             "threshold": self.threshold,
@@ -152,14 +175,17 @@ class FaceService:
     def load(cls, path: str | os.PathLike | None = None, *, crop: str | None = None,
              select: str | None = None, flip: bool | None = None, device: str = "cpu",
              backbone: str | None = None, backbone_weights: str | None = None,
-             batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS) -> FaceService:
+             batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
+             fallback_policy: str | None = None) -> FaceService:
         """Load a checkpoint (the shipped default when ``path`` is None).
 
         ``backbone`` without ``path``: that backbone's pretrained embeddings with its default
         threshold and no trained gender head. ``crop`` / ``select`` override the checkpoint's
         preprocessing; ``flip`` averages each face with its mirror image (None: when the
         checkpoint's threshold was calibrated that way). Images with more than ``max_pixels``
-        pixels are refused from their header, before decoding.
+        pixels are refused from their header, before decoding. ``fallback_policy`` (auto,
+        always, never; default auto) decides whether a centre crop of an image in which no
+        face was detected is used as a face (see :mod:`siamface.faces`).
         """
         check_device(device)
         if path is None and backbone is not None:
@@ -173,7 +199,8 @@ class FaceService:
                 model, info = load_checkpoint(ckpt, backbone=backbone,
                                               backbone_weights=backbone_weights)
         pre = info.preprocessing
-        pipeline = _pipeline(model.backbone.config, pre, crop, select, max_pixels)
+        pipeline = _pipeline(model.backbone.config, pre, crop, select, max_pixels,
+                             fallback_policy)
         if flip is None:
             flip = bool(pre.get("flip_average", False))
         return cls(model, info, pipeline, flip=flip, device=device, batch_size=batch_size)
@@ -234,10 +261,15 @@ class FaceService:
         return GenderPrediction(label=label, probability=probs[label], probabilities=probs)
 
     def _results(self, sources: Sequence[ImageSource], crops) -> list[FaceResult]:
-        chips = np.stack([c.chip for c in crops]) if crops else np.zeros((0, 1, 1, 3), np.uint8)
-        embeddings, logits = self._run_chips(chips)
+        """Embed and label the crops that hold a face; absent faces get neither."""
+        faces = [i for i, c in enumerate(crops) if getattr(c, "no_face", None) is None]
+        chips = (np.stack([crops[i].chip for i in faces]) if faces
+                 else np.zeros((0, 1, 1, 3), np.uint8))
+        embedded, logits = self._run_chips(chips)
+        row = {i: n for n, i in enumerate(faces)}
         out = []
-        for source, crop, emb, logit in zip(sources, crops, embeddings, logits):
+        for i, (source, crop) in enumerate(zip(sources, crops)):
+            present = i in row
             out.append(FaceResult(
                 source=describe_source(source),
                 detected=bool(crop.detected),
@@ -247,9 +279,11 @@ class FaceService:
                 box=None if crop.box is None else [float(v) for v in crop.box],
                 landmarks=None if crop.landmarks is None else np.asarray(crop.landmarks).tolist(),
                 score=None if crop.score is None else float(crop.score),
-                gender=self._gender(float(logit)),
-                embedding=emb,
+                gender=self._gender(float(logits[row[i]])) if present else None,
+                embedding=embedded[row[i]] if present else None,
                 chip=crop.chip,
+                face_score=None if crop.face_score is None else float(crop.face_score),
+                no_face=crop.no_face,
             ))
         return out
 
@@ -267,17 +301,22 @@ class FaceService:
         return self.faces([image])
 
     def embed(self, images: Iterable[ImageSource]) -> np.ndarray:
-        """Embeddings (N, D) of the selected face in each image."""
+        """Embeddings (N, D) of the selected face in each image; :class:`NoFaceError` when
+        an image holds no face (``faces`` or ``embed_files`` report them instead)."""
         faces = self.faces(list(images))
+        absent = [f for f in faces if not f.has_face]
+        if absent:
+            raise NoFaceError(absent[0].source, absent[0].no_face or "no face", len(absent))
         if not faces:
             return np.zeros((0, self.model.embedding_dim), np.float32)
         return np.stack([f.embedding for f in faces])
 
-    def embed_files(self, paths: Sequence[str | os.PathLike], *, root: str | os.PathLike | None
-                    = None, progress: Any = None) -> EmbedReport:
-        """Embed image files ``batch_size`` at a time; a file that cannot be read is skipped and
-        reported with its reason, never fatal. ``paths`` in the report are relative to ``root``
-        when given; ``progress(n)`` is called after each batch with the files it covered."""
+    def embed_files(self, paths: Sequence[str | os.PathLike], *,
+                    root: str | os.PathLike | None = None, progress: Any = None) -> EmbedReport:
+        """Embed image files ``batch_size`` at a time; a file that cannot be read, or holds no
+        face, is skipped and reported with its reason, never fatal. ``paths`` in the report
+        are relative to ``root`` when given; ``progress(n)`` is called after each batch with
+        the files it covered."""
         kept, embeddings, detected = [], [], []
         skipped: list[tuple[str, str]] = []
         for start in range(0, len(paths), self.batch_size):
@@ -289,6 +328,9 @@ class FaceService:
                 except ImageDecodeError as exc:
                     skipped.append((str(path), exc.reason))
             for (path, _), face in zip(batch, self.faces([image for _, image in batch])):
+                if not face.has_face:
+                    skipped.append((str(path), face.no_face or "no face"))
+                    continue
                 kept.append(str(Path(path).relative_to(root)) if root is not None else str(path))
                 embeddings.append(face.embedding)
                 detected.append(face.detected)
@@ -301,15 +343,14 @@ class FaceService:
 
     def compare(self, a: FaceResult, b: FaceResult, threshold: float | None = None) -> VerifyResult:
         t = self.threshold if threshold is None else float(threshold)
+        source = self.info.threshold_source if threshold is None else "user"
+        if not (a.has_face and b.has_face):  # no face, no verdict
+            status = ("no_face_both" if not (a.has_face or b.has_face)
+                      else "no_face_a" if not a.has_face else "no_face_b")
+            return VerifyResult(None, None, t, source, a, b, status)
         distance = float(np.linalg.norm(a.embedding - b.embedding))
-        return VerifyResult(
-            is_match=distance <= t,
-            distance=distance,
-            threshold=t,
-            threshold_source=self.info.threshold_source if threshold is None else "user",
-            a=a,
-            b=b,
-        )
+        match = distance <= t
+        return VerifyResult(match, distance, t, source, a, b, "match" if match else "no_match")
 
     def verify(self, a: ImageSource, b: ImageSource, *, threshold: float | None = None
                ) -> VerifyResult:
@@ -337,20 +378,21 @@ class FaceService:
 
 
 def _pipeline(config: Any, preprocessing: dict[str, Any], crop: str | None,
-              select: str | None, max_pixels: int):
-    from siamface.faces import DEFAULT_SELECT, FacePipeline
+              select: str | None, max_pixels: int, fallback_policy: str | None = None):
+    from siamface.faces import DEFAULT_FALLBACK_POLICY, DEFAULT_SELECT, FacePipeline
 
     return FacePipeline.for_backbone(
         config,
         crop=crop or preprocessing.get("crop"),
         select=select or preprocessing.get("select") or DEFAULT_SELECT,
         max_pixels=max_pixels,
+        fallback_policy=fallback_policy or DEFAULT_FALLBACK_POLICY,
     )
 
 
 def pipeline_for(path: str | os.PathLike | None = None, *, backbone: str | None = None,
                  crop: str | None = None, select: str | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, fallback_policy: str | None = None):
     """The face pipeline :meth:`FaceService.load` would build for the same arguments (chip
     size, alignment template, crop and selection rule), without loading any weights: what
     ``siamface prepare --model M | --backbone NAME`` crops with."""
@@ -370,7 +412,8 @@ def pipeline_for(path: str | os.PathLike | None = None, *, backbone: str | None 
                 raise CheckpointError(
                     f"{ckpt} was trained for backbone {info.backbone!r}, not {backbone!r}")
             name, preprocessing = info.backbone, info.preprocessing
-    return _pipeline(get_pretrained_config(name), preprocessing, crop, select, max_pixels)
+    return _pipeline(get_pretrained_config(name), preprocessing, crop, select, max_pixels,
+                     fallback_policy)
 
 
 def check_device(device: str | torch.device) -> torch.device:

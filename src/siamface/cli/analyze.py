@@ -8,6 +8,7 @@ import sys
 
 from siamface.cli._common import (
     EXIT_BAD_INPUT,
+    EXIT_PARTIAL,
     add_model_arguments,
     load_service,
     print_json,
@@ -54,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
         if results and not gender_ok:
             print(f"note: {NO_GENDER_HEAD}")
         for face in results:
+            if not face.has_face:
+                print(f"{face.source}: NO FACE ({face.no_face}); no gender")
+                continue
             where = (f"face at {[round(v) for v in face.box]} score {face.score:.3f}"
-                     if face.detected else f"no face found, used {face.fallback}")
+                     if face.detected else f"no face detected, used the centre crop (face "
+                     f"score {face.face_score:.2f})")
             gender = (f"{face.gender.label} ({face.gender.probability:.1%})"
                       if face.gender else "gender: n/a")
             print(f"{face.source}: {gender}; {where}")
@@ -64,4 +69,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"siamface analyze: error: cannot read image {source}: {reason}",
                   file=sys.stderr)
         return EXIT_BAD_INPUT
-    return report_skipped("analyze", failures, "image")
+    code = report_skipped("analyze", failures, "image")
+    return EXIT_PARTIAL if any(not f.has_face for f in results) else code

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     find_images(args.data_dir)  # a missing folder fails here, before any model is loaded
     options: dict[str, Any] = {"crop": args.crop, "select": args.select}
     if args.pipeline_factory == DEFAULT_PIPELINE:
-        options.update(path=args.model, backbone=args.backbone, max_pixels=args.max_pixels)
+        options.update(path=args.model, backbone=args.backbone, max_pixels=args.max_pixels,
+                       fallback_policy=args.fallback_policy)
     options = {k: v for k, v in options.items() if v is not None}
     factory = functools.partial(resolve_factory(args.pipeline_factory), **options)
     factory()  # a bad --model or --backbone fails here, before any image is read
@@ -72,10 +73,12 @@ def run(args: argparse.Namespace) -> int:
     counts = [f"{report.detected} detected", f"{report.fallback} fallback"]
     if report.plain:
         counts.append(f"{report.plain} without detection")
+    if report.absent:
+        counts.append(f"{report.absent} without a face")
     counts.append(f"{report.failed} failed")
     print("  " + ", ".join(counts))
     if report.failures:
-        print(f"{len(report.failures)} bad image(s):")
+        print(f"{len(report.failures)} image(s) skipped:")
         for path, reason in report.failures:
             print(f"  {path}: {reason}")
     sys.stdout.flush()

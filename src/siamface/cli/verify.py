@@ -8,6 +8,7 @@ import dataclasses
 from siamface.cli._common import (
     EXIT_NO_MATCH,
     EXIT_OK,
+    EXIT_PARTIAL,
     add_model_arguments,
     load_service,
     print_json,
@@ -28,16 +29,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _describe(face) -> str:
+    if not face.has_face:
+        return f"NO FACE: {face.no_face}"
     parts = []
     if face.gender is not None:
         parts.append(f"{face.gender.label} ({face.gender.probability:.1%})")
     if not face.detected:
-        parts.append(f"no face found, used {face.fallback}")
+        used = "centre crop" if face.fallback else f"{face.crop} crop"
+        parts.append(f"no face detected, used the {used} (face score {face.face_score:.2f})")
     return ", ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     from siamface.io import load_image
+    from siamface.render import verdict_text
 
     # decode first: a bad file fails fast, before the model loads, and is decoded only once
     image_a = load_image(args.a, max_pixels=args.max_pixels)
@@ -55,12 +60,14 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.save_figure) as tmp:
             fmt = "JPEG" if args.save_figure.lower().endswith((".jpg", ".jpeg")) else "PNG"
             Image.fromarray(verification_figure(result)).save(tmp, format=fmt)
-    code = EXIT_OK if result.is_match else EXIT_NO_MATCH
+    code = (EXIT_PARTIAL if result.is_match is None  # no face, no verdict
+            else EXIT_OK if result.is_match else EXIT_NO_MATCH)
     if args.json:
         print_json(result.to_dict())
         return code
-    verdict = "MATCH" if result.is_match else "NO MATCH"
-    print(f"{verdict}  distance {result.distance:.4f}  threshold {result.threshold:.4f} "
+    measured = ("no verdict" if result.distance is None
+                else f"distance {result.distance:.4f}")
+    print(f"{verdict_text(result)}  {measured}  threshold {result.threshold:.4f} "
           f"({result.threshold_source})")
     for name, face in (("A", result.a), ("B", result.b)):
         extra = _describe(face)

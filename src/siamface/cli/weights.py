@@ -41,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{weights_name:24s} backbone {backbone:22s} {state:8s} {source:34s} {where}")
         return 0
     backbone = table.get(args.name, args.name)
+    if backbone not in table.values():
+        from siamface.errors import UnknownNameError
+
+        raise UnknownNameError("weights or backbone name", args.name,
+                               sorted(set(table) | set(table.values())))
     config = get_pretrained_config(backbone)
     if args.action == "path":
         state, where = _status(config)

@@ -19,6 +19,7 @@ from typing import Any
 
 from siamface.data import LAYOUTS
 from siamface.errors import ConfigError, UnknownNameError
+from siamface.faces import FALLBACK_POLICIES
 from siamface.model import HeadConfig
 
 __all__ = [
@@ -69,6 +70,7 @@ class DataConfig:
     max_images: int | None = None
     crop: str = "aligned"
     select: str = "central"
+    fallback_policy: str = "auto"
     views: tuple[str, ...] = ("orig", "flip")
     augment_views: int = 0
     cache_dir: str | None = None
@@ -76,6 +78,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _choice("data layout", self.layout, LAYOUTS)
+        _choice("fallback policy", self.fallback_policy, FALLBACK_POLICIES)
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
         for view in self.views:

@@ -129,6 +129,8 @@ def load_chips(dataset: FaceDataset, pipeline, *, cache_dir: str | None = None,
                 skipped.append((path, filled.unreadable.get(path, "unknown error")))
             elif entry.chip is None:
                 skipped.append((path, entry.error or "unreadable"))
+            elif entry.no_face is not None:
+                skipped.append((path, entry.no_face))
             else:
                 chips.append(cache.load_chip(entry))
                 kept.append(i)

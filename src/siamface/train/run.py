@@ -246,7 +246,8 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
         from siamface.faces import FacePipeline
 
         pipeline = FacePipeline.for_backbone(backbone.config, crop=config.data.crop,
-                                             select=config.data.select)
+                                             select=config.data.select,
+                                             fallback_policy=config.data.fallback_policy)
         bar = progress.bar(0, "face chips", "img")
         try:
             data = prepare_data(config.data, pipeline, seed=config.run.seed,

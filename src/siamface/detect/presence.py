@@ -1,0 +1,220 @@
+"""Is there a face where a centre-crop fallback looks? MTCNN's O-Net as a face-presence check.
+
+When MTCNN finds no face, :class:`siamface.faces.FacePipeline` falls back to the centred
+square of 80% of the short side. ``FacePresence().score(image)`` is the face probability of
+that region, from the O-Net MTCNN already ships (:func:`siamface.detect.nets.load_networks`):
+
+* windows: O-Net is a 48x48 classifier trained on tight face boxes, so the whole 80% square
+  scores a centred LFW face near 0 (median 0.02); the windows are squares of ``side`` times
+  the short side, centred at the image centre moved by (dx, dy) times the short side
+  (default: side 0.45, the 3x3 grid of shifts -0.06, 0, +0.06, all inside the fallback
+  square), cropped and area-resampled to 48x48 exactly as MTCNN crops its O-Net input
+  (:func:`siamface.detect.boxes.resample_crops`, RGB, ``(x - 127.5) * 0.0078125``, NCHW).
+* contrast: each crop's contrast is raised (never lowered) towards a standard deviation of
+  ``CONTRAST_TARGET`` in O-Net units, by at most ``CONTRAST_GAIN``; a fogged, dark or washed
+  out face then looks like a face again (flat images stay flat).
+* aggregation: the score is the sigmoid of the mean O-Net logit over the windows (a face
+  scores high in every window; a texture that fools O-Net in one window rarely does in all).
+
+``score >= DEFAULT_CUTOFF`` means "a face is there". Calibration (see
+benchmarks/bench_face_presence.py for the data and figures): CALIBRATION_TEXT_PLACEHOLDER
+
+The module is pure: it reads no files but the MTCNN weights and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from siamface.detect.boxes import integral_images, resample_crops
+from siamface.detect.nets import ONet, RNet, load_networks
+
+__all__ = ["AGGREGATES", "DEFAULT_CUTOFF", "DEFAULT_WINDOWS", "FacePresence", "grid_windows"]
+
+_MEAN = 127.5
+_SCALE = 0.0078125  # 1 / 128, as MTCNN
+_CROPS_PER_CALL = 32  # O-Net batch, as MTCNN's: activations stay in cache on CPU
+_CROPS_PER_RESAMPLE = 512  # crops resampled at once (bounds memory for long lists)
+# A covered region longer than this (pixels) is shrunk first (INTER_AREA): the windows end up
+# 48 pixels a side anyway, and it bounds the cost of the integral image on huge photos.
+_MAX_REGION = 480
+_EPS = 1e-7
+
+CONTRAST_TARGET = 0.35  # crop standard deviation aimed at, in O-Net input units ([-1, 1])
+CONTRAST_GAIN = 4.0  # the most a crop's contrast is multiplied by
+AGGREGATES = ("mean", "max")
+
+
+def grid_windows(
+    sides: Sequence[float], shifts: Sequence[float]
+) -> tuple[tuple[float, float, float], ...]:
+    """Every (side, dx, dy) for the given sides and a square grid of shifts (fractions of the
+    short side)."""
+    return tuple((float(s), float(dx), float(dy)) for s in sides for dy in shifts
+                 for dx in shifts)
+
+
+DEFAULT_WINDOWS = grid_windows((0.45,), (-0.06, 0.0, 0.06))
+DEFAULT_CUTOFF = 0.5  # CUTOFF_PLACEHOLDER
+
+
+def _check_image(image: object, index: int) -> np.ndarray:
+    if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3
+            or image.dtype != np.uint8 or min(image.shape[:2]) < 1):
+        got = (f"shape {image.shape} dtype {image.dtype}" if isinstance(image, np.ndarray)
+               else type(image).__name__)
+        raise ValueError(f"image {index}: expected an (H, W, 3) uint8 RGB array, got {got}")
+    return image
+
+
+def _chunked(net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    parts = [net(x[i:i + _CROPS_PER_CALL]) for i in range(0, x.shape[0], _CROPS_PER_CALL)]
+    return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+
+
+def _raise_contrast(x: torch.Tensor) -> torch.Tensor:
+    """Crops (N, 3, S, S) with their contrast about their mean multiplied by
+    clamp(CONTRAST_TARGET / std, 1, CONTRAST_GAIN), clipped to O-Net's input range."""
+    flat = x.reshape(x.shape[0], -1)
+    mean, std = flat.mean(1), flat.std(1)
+    gain = (CONTRAST_TARGET / std.clamp_min(_EPS)).clamp(1.0, CONTRAST_GAIN)
+    out = (x - mean[:, None, None, None]) * gain[:, None, None, None] + mean[:, None, None, None]
+    return out.clamp_(-1.0, 1.0).contiguous(memory_format=torch.channels_last)
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.double().clamp(_EPS, 1 - _EPS)
+    return torch.log(p) - torch.log1p(-p)
+
+
+class FacePresence:
+    """Face probability of the region a centre-crop fallback uses (see the module docstring).
+
+    ``onet`` (and ``rnet``) default to the shared MTCNN networks, loaded on first use.
+    ``windows`` are (side, dx, dy) fractions of the short side; ``contrast`` raises each
+    crop's contrast first; ``aggregate`` combines the windows' logits (``mean``) or takes the
+    best window (``max``); ``use_rnet`` averages R-Net's logit on 24x24 crops of the same
+    windows into each window's (off by default: it did not help). The defaults are the
+    calibrated method; ``cutoff`` is what :meth:`is_face` compares with.
+    """
+
+    def __init__(
+        self,
+        onet: ONet | None = None,
+        *,
+        windows: Sequence[tuple[float, float, float]] = DEFAULT_WINDOWS,
+        contrast: bool = True,
+        aggregate: str = "mean",
+        use_rnet: bool = False,
+        rnet: RNet | None = None,
+        cutoff: float = DEFAULT_CUTOFF,
+    ) -> None:
+        wins = np.asarray(windows, dtype=np.float64).reshape(-1, 3)
+        if len(wins) == 0 or not (wins[:, 0] > 0).all() or not np.isfinite(wins).all():
+            raise ValueError(f"windows must be one or more (side > 0, dx, dy), got {windows!r}")
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+        if not 0 <= cutoff <= 1:
+            raise ValueError(f"cutoff must be in [0, 1], got {cutoff!r}")
+        self._onet = onet
+        self._rnet = rnet
+        self.windows = wins
+        self.contrast = bool(contrast)
+        self.aggregate = aggregate
+        self.use_rnet = bool(use_rnet)
+        self.cutoff = float(cutoff)
+
+    def __repr__(self) -> str:
+        return (f"FacePresence(windows={len(self.windows)}, contrast={self.contrast}, "
+                f"aggregate={self.aggregate!r}, use_rnet={self.use_rnet}, "
+                f"cutoff={self.cutoff:g})")
+
+    @property
+    def onet(self) -> ONet:
+        if self._onet is None:
+            self._onet = load_networks()[2]
+        return self._onet
+
+    @property
+    def rnet(self) -> RNet:
+        if self._rnet is None:
+            self._rnet = load_networks()[1]
+        return self._rnet
+
+    def window_boxes(self, height: int, width: int) -> np.ndarray:
+        """The windows of an image of that size: (K, 4) int64 x0, y0, x1, y1, half-open, in
+        its pixels (they may reach past the border; that part counts as black)."""
+        short = min(height, width)
+        side = np.maximum(1.0, np.round(self.windows[:, 0] * short))
+        x0 = np.round(width / 2 + self.windows[:, 1] * short - side / 2)
+        y0 = np.round(height / 2 + self.windows[:, 2] * short - side / 2)
+        return np.stack([x0, y0, x0 + side, y0 + side], axis=1).astype(np.int64)
+
+    def _region(self, image: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """The part of ``image`` the windows cover (shrunk when long) as a (3, h, w) uint8
+        tensor, and the windows in its pixels."""
+        h, w = image.shape[:2]
+        boxes = self.window_boxes(h, w)
+        left, top = int(np.clip(boxes[:, 0].min(), 0, w - 1)), int(np.clip(boxes[:, 1].min(),
+                                                                            0, h - 1))
+        right = int(np.clip(boxes[:, 2].max(), left + 1, w))
+        bottom = int(np.clip(boxes[:, 3].max(), top + 1, h))
+        region = image[top:bottom, left:right]
+        boxes = boxes - np.array([left, top, left, top])
+        if max(region.shape[:2]) > _MAX_REGION:
+            f = _MAX_REGION / max(region.shape[:2])
+            size = (max(1, round(region.shape[1] * f)), max(1, round(region.shape[0] * f)))
+            fx, fy = size[0] / region.shape[1], size[1] / region.shape[0]
+            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+            boxes = np.round(boxes * np.array([fx, fy, fx, fy])).astype(np.int64)
+            boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+        tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)
+        return tensor, boxes
+
+    def crops(self, images: Sequence[np.ndarray], size: int = 48) -> torch.Tensor:
+        """The network input: (N * K, 3, size, size) float32 crops of the K windows of every
+        image, normalised as MTCNN does (and contrast-raised when ``contrast``)."""
+        regions = [self._region(_check_image(im, i)) for i, im in enumerate(images)]
+        if not regions:
+            return torch.zeros(0, 3, size, size)
+        tensors = [r[0] for r in regions]
+        table, meta = integral_images(tensors)
+        sizes = torch.tensor([tuple(t.shape[1:]) for t in tensors], dtype=torch.long)
+        boxes = torch.from_numpy(np.concatenate([r[1] for r in regions]))
+        index = torch.arange(len(regions)).repeat_interleave(len(self.windows))
+        x = resample_crops(table, meta, index, boxes, size, sizes, _MEAN, _SCALE)
+        return _raise_contrast(x) if self.contrast else x
+
+    @torch.inference_mode()
+    def window_logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, K) float64 face logit of each window of each image."""
+        images = list(images)
+        k = len(self.windows)
+        per_step = max(1, _CROPS_PER_RESAMPLE // k)
+        out = [np.zeros((0, k))]
+        for start in range(0, len(images), per_step):
+            chunk = images[start:start + per_step]
+            z = _logit(_chunked(self.onet, self.crops(chunk, 48))[2])
+            if self.use_rnet:
+                z = (z + _logit(_chunked(self.rnet, self.crops(chunk, 24))[1])) / 2
+            out.append(z.reshape(len(chunk), k).numpy())
+        return np.concatenate(out)
+
+    def score_many(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Face probability (N,) float64 in [0, 1] of each image's fallback region."""
+        z = self.window_logits(images)
+        z = z.mean(axis=1) if self.aggregate == "mean" else z.max(axis=1, initial=-np.inf)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def score(self, image: np.ndarray) -> float:
+        """Face probability in [0, 1] of the region a centre-crop fallback uses in ``image``
+        (an (H, W, 3) uint8 RGB array of any size)."""
+        return float(self.score_many([image])[0])
+
+    def is_face(self, image: np.ndarray) -> bool:
+        """``score(image) >= cutoff``."""
+        return self.score(image) >= self.cutoff
