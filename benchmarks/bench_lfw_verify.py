@@ -12,6 +12,10 @@ the image's path) and the protocol is run again for each distortion kind separat
 
 Prints accuracy (mean +- std over the 10 folds) without and with flip averaging, the AUC, the
 detection rate over the 7,701 images the pairs use, and the time taken.
+
+--fallback-policy (default: the library's, auto) decides what an image without a detected face
+gives: a pair with an absent face has no verdict, and is counted as a rejection (NO MATCH), so
+it is an error for a genuine pair. The number of such pairs is printed.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", default=None, help="untrained backbone instead of a model")
     p.add_argument("--crop", choices=("aligned", "padded", "center"), default=None)
     p.add_argument("--select", choices=("largest", "central", "score"), default=None)
+    p.add_argument("--fallback-policy", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -44,9 +49,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+NO_VERDICT = 1e6  # the distance given to a pair with an absent face: never a match
+
+
+def pair_distances(emb_a: np.ndarray, emb_b: np.ndarray, absent: np.ndarray) -> np.ndarray:
+    """Distances of aligned rows; pairs where ``absent`` is set have no verdict."""
+    d = np.linalg.norm(emb_a - emb_b, axis=1)
+    d[absent] = NO_VERDICT
+    return d
+
+
 def embed_pairs(service, paths: list, batch_size: int, desc: str = "embed"):
-    """Embeddings of each image (path or array), plain and flip-averaged, and detected flags."""
-    plain, flipped, detected = [], [], []
+    """Embeddings of each image (path or array), plain and flip-averaged, detected flags and
+    absent flags (no face under the service's fallback policy)."""
+    plain, flipped, detected, absent = [], [], [], []
     model = service.model
     with torch.inference_mode():
         for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch"):
@@ -58,7 +74,9 @@ def embed_pairs(service, paths: list, batch_size: int, desc: str = "embed"):
             plain.append(emb.numpy())
             flipped.append(((emb + emb_flip) / 2).numpy())
             detected.extend(c.detected for c in crops)
-    return np.concatenate(plain), np.concatenate(flipped), np.array(detected)
+            absent.extend(c.no_face is not None for c in crops)
+    return (np.concatenate(plain), np.concatenate(flipped), np.array(detected),
+            np.array(absent))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     from siamface.metrics import kfold_verification, roc_auc
     from siamface.service import load
 
-    service = load(args.model, backbone=args.backbone, crop=args.crop, select=args.select)
+    service = load(args.model, backbone=args.backbone, crop=args.crop, select=args.select,
+                   fallback_policy=args.fallback_policy)
     layout = service.info.training.get("config", {}).get("data", {}).get("layout")
     if layout == "lfw":
         print("warning: this model was trained on LFW, so these are not held-out figures; "
@@ -84,13 +103,17 @@ def main(argv: list[str] | None = None) -> int:
             index.setdefault(path, len(index))
     paths = list(index)
     start = time.perf_counter()
-    plain, flipped, detected = embed_pairs(service, paths, args.batch_size)
+    plain, flipped, detected, absent = embed_pairs(service, paths, args.batch_size)
     seconds = time.perf_counter() - start
     ia = np.array([index[p.paths(args.lfw)[0]] for p in pairs])
     ib = np.array([index[p.paths(args.lfw)[1]] for p in pairs])
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
+    no_verdict = absent[ia] | absent[ib]
     figures = {
+        "fallback_policy": args.fallback_policy,
+        "absent": int(absent.sum()),
+        "no_verdict_pairs": int(no_verdict.sum()),
         "model": args.model or ("untrained " + args.backbone if args.backbone else "default"),
         "backbone": service.info.backbone,
         "crop": service.pipeline.crop_mode,
@@ -105,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"faces detected: {figures['detected']}/{len(paths)} "
           f"({100 * figures['detection_rate']:.2f}%); {seconds:.0f} s "
           f"({1000 * seconds / len(paths):.1f} ms/image incl. detection, both flips)")
+    print(f"fallback policy {args.fallback_policy}: {figures['absent']} images without a face, "
+          f"{figures['no_verdict_pairs']} pairs without a verdict (counted as NO MATCH)")
     print(f"{'embedding':12s} {'accuracy':>18s} {'AUC':>8s}  thresholds")
     for name, emb in (("plain", plain), ("flip-avg", flipped)):
-        d = np.linalg.norm(emb[ia] - emb[ib], axis=1)
+        d = pair_distances(emb[ia], emb[ib], no_verdict)
         result = kfold_verification(d, same, folds)
         std_sample = float(np.std(result["accuracies"], ddof=1))
         auc = roc_auc(d, same)
@@ -117,14 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:12s} {100 * result['mean']:8.2f}% +- {100 * std_sample:.2f} {auc:8.4f}  "
               f"{np.min(result['thresholds']):.3f}..{np.max(result['thresholds']):.3f}")
     if args.distort:
-        figures["distorted"] = distorted_figures(args, service, pairs, plain, flipped, index,
-                                                 same, folds)
+        figures["distorted"] = distorted_figures(args, service, pairs, plain, flipped, absent,
+                                                 index, same, folds)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
 
 
-def distorted_figures(args, service, pairs, plain, flipped, index, same, folds) -> dict:
+def distorted_figures(args, service, pairs, plain, flipped, absent, index, same, folds) -> dict:
     """The protocol again with the second image of each pair distorted, per kind."""
     import zlib
 
@@ -139,21 +164,23 @@ def distorted_figures(args, service, pairs, plain, flipped, index, same, folds) 
     ib = np.array([where[p.paths(args.lfw)[1]] for p in pairs])
     out = {}
     print(f"\nsecond image of each pair distorted ({len(seconds)} images per kind)")
-    print(f"{'distortion':12s} {'plain':>16s} {'flip-avg':>16s} {'detected':>9s}")
+    print(f"{'distortion':12s} {'plain':>16s} {'flip-avg':>16s} {'detected':>9s} "
+          f"{'no verdict':>10s}")
     for kind in kinds:
         images = [distort(load_image(path), kind, seed=zlib.crc32(str(path).encode()))
                   for path in seconds]
-        d_plain, d_flip, det = embed_pairs(service, images, args.batch_size, desc=kind)
-        row = {"detection_rate": float(det.mean())}
+        d_plain, d_flip, det, gone = embed_pairs(service, images, args.batch_size, desc=kind)
+        no_verdict = absent[ia] | gone[ib]
+        row = {"detection_rate": float(det.mean()), "no_verdict_pairs": int(no_verdict.sum())}
         for name, clean, dist in (("plain", plain, d_plain), ("flip-avg", flipped, d_flip)):
-            d = np.linalg.norm(clean[ia] - dist[ib], axis=1)
+            d = pair_distances(clean[ia], dist[ib], no_verdict)
             result = kfold_verification(d, same, folds)
             row[name] = {"mean": float(result["mean"]),
                          "std": float(np.std(result["accuracies"], ddof=1))}
         out[kind] = row
         print(f"{kind:12s} {100 * row['plain']['mean']:7.2f}% +- {100 * row['plain']['std']:.2f}"
               f" {100 * row['flip-avg']['mean']:7.2f}% +- {100 * row['flip-avg']['std']:.2f}"
-              f" {100 * row['detection_rate']:8.2f}%", flush=True)
+              f" {100 * row['detection_rate']:8.2f}% {row['no_verdict_pairs']:10d}", flush=True)
     return out
 
 

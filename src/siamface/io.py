@@ -233,7 +233,7 @@ def _check_pixels(size: tuple[int, int], name: str, max_pixels: int) -> None:
         raise ImageTooLargeError(
             name,
             f"{width}x{height} = {width * height:,} pixels is over the limit of "
-            f"{max_pixels:,} (pass a larger max_pixels to allow it)",
+            f"{max_pixels:,} (raise the limit with --max-pixels N, or max_pixels= in Python)",
         )
     if width == 0 or height == 0:
         raise ImageDecodeError(name, f"image has no pixels ({width}x{height})")
