@@ -10,9 +10,10 @@ that region, from the O-Net MTCNN already ships (:func:`siamface.detect.nets.loa
   (default: side 0.45, the 3x3 grid of shifts -0.06, 0, +0.06, all inside the fallback
   square), cropped and area-resampled to 48x48 exactly as MTCNN crops its O-Net input
   (:func:`siamface.detect.boxes.resample_crops`, RGB, ``(x - 127.5) * 0.0078125``, NCHW).
-* contrast: each crop's contrast is raised (never lowered) towards a standard deviation of
-  ``CONTRAST_TARGET`` in O-Net units, by at most ``CONTRAST_GAIN``; a fogged, dark or washed
-  out face then looks like a face again (flat images stay flat).
+* contrast: each crop is shifted to mean grey and its contrast raised (never lowered)
+  towards a standard deviation of ``CONTRAST_TARGET`` in O-Net units, by at most
+  ``CONTRAST_GAIN``: a fogged, dark or washed-out face looks more like a face again, and a
+  flat image stays flat.
 * aggregation: the score is the sigmoid of the mean O-Net logit over the windows (a face
   scores high in every window; a texture that fools O-Net in one window rarely does in all).
 
@@ -58,8 +59,10 @@ def grid_windows(
                  for dx in shifts)
 
 
-DEFAULT_WINDOWS = grid_windows((0.45,), (-0.06, 0.0, 0.06))
-DEFAULT_CUTOFF = 0.5  # CUTOFF_PLACEHOLDER
+# Side 0.45 (where a centred LFW face sits), at the centre and shifted by 0.08 of the short
+# side in x, y or both: 9 windows, all inside the fallback's 80% square.
+DEFAULT_WINDOWS = grid_windows((0.45,), (-0.08, 0.0, 0.08))
+DEFAULT_CUTOFF = 0.039  # see the module docstring
 
 
 def _check_image(image: object, index: int) -> np.ndarray:
@@ -77,12 +80,12 @@ def _chunked(net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def _raise_contrast(x: torch.Tensor) -> torch.Tensor:
-    """Crops (N, 3, S, S) with their contrast about their mean multiplied by
+    """Normalised crops (N, 3, S, S) minus their mean (over all channels), times
     clamp(CONTRAST_TARGET / std, 1, CONTRAST_GAIN), clipped to O-Net's input range."""
     flat = x.reshape(x.shape[0], -1)
     mean, std = flat.mean(1), flat.std(1)
     gain = (CONTRAST_TARGET / std.clamp_min(_EPS)).clamp(1.0, CONTRAST_GAIN)
-    out = (x - mean[:, None, None, None]) * gain[:, None, None, None] + mean[:, None, None, None]
+    out = (x - mean[:, None, None, None]) * gain[:, None, None, None]
     return out.clamp_(-1.0, 1.0).contiguous(memory_format=torch.channels_last)
 
 
@@ -98,8 +101,8 @@ class FacePresence:
     ``windows`` are (side, dx, dy) fractions of the short side; ``contrast`` raises each
     crop's contrast first; ``aggregate`` combines the windows' logits (``mean``) or takes the
     best window (``max``); ``use_rnet`` averages R-Net's logit on 24x24 crops of the same
-    windows into each window's (off by default: it did not help). The defaults are the
-    calibrated method; ``cutoff`` is what :meth:`is_face` compares with.
+    windows with O-Net's, window by window. The defaults are the calibrated method;
+    ``cutoff`` is what :meth:`is_face` compares with.
     """
 
     def __init__(
@@ -109,7 +112,7 @@ class FacePresence:
         windows: Sequence[tuple[float, float, float]] = DEFAULT_WINDOWS,
         contrast: bool = True,
         aggregate: str = "mean",
-        use_rnet: bool = False,
+        use_rnet: bool = True,
         rnet: RNet | None = None,
         cutoff: float = DEFAULT_CUTOFF,
     ) -> None:

@@ -1,0 +1,124 @@
+"""Tests of siamface.detect.presence: the face-presence score of centre-crop fallbacks is low
+on noise, flat colours and gradients, high on real (LFW) faces, and batched scoring agrees
+with scoring one image at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from siamface.align import center_crop
+from siamface.detect.presence import DEFAULT_CUTOFF, DEFAULT_WINDOWS, FacePresence
+from siamface.io import load_image
+
+LFW_FACES = [
+    ("Aaron_Eckhart", 1),
+    ("Colin_Powell", 1),
+    ("Serena_Williams", 1),
+    ("George_W_Bush", 1),
+    ("Gloria_Macapagal_Arroyo", 1),
+    ("Jennifer_Aniston", 1),
+]
+
+
+@pytest.fixture(scope="module")
+def presence() -> FacePresence:
+    return FacePresence()
+
+
+def _non_faces() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1234)
+    y, x = np.mgrid[0:250, 0:250].astype(np.float64)
+    radial = np.hypot(y - 125, x - 125) / 177
+    checker = ((y // 16 + x // 16) % 2).astype(bool)
+    return {
+        "uniform noise": rng.integers(0, 256, (250, 250, 3), dtype=np.uint8),
+        "grey uniform noise": np.repeat(rng.integers(0, 256, (250, 250, 1), np.uint8), 3, 2),
+        "gaussian noise": np.clip(rng.normal(128, 40, (250, 250, 3)), 0, 255).astype(np.uint8),
+        "black": np.zeros((250, 250, 3), np.uint8),
+        "white": np.full((250, 250, 3), 255, np.uint8),
+        "grey": np.full((250, 250, 3), 128, np.uint8),
+        "red, wide": np.broadcast_to(np.array([200, 30, 30], np.uint8), (240, 400, 3)).copy(),
+        "horizontal gradient": np.repeat((x / 249 * 255)[..., None], 3, 2).astype(np.uint8),
+        "diagonal colour gradient": np.stack(
+            [(x + y) / 498 * 255, 255 - x / 249 * 255, y / 249 * 255], 2).astype(np.uint8),
+        "radial gradient": np.repeat((radial * 255)[..., None], 3, 2).astype(np.uint8),
+        "checkerboard": np.where(checker[..., None], 230, 20).astype(np.uint8).repeat(3, 2),
+        "tiny black": np.zeros((10, 10, 3), np.uint8),
+        "single pixel": np.full((1, 1, 3), 77, np.uint8),
+    }
+
+
+@pytest.mark.parametrize("name", list(_non_faces()))
+def test_non_faces_score_below_cutoff(presence, name) -> None:
+    score = presence.score(_non_faces()[name])
+    assert 0.0 <= score < DEFAULT_CUTOFF, f"{name}: {score:.4f}"
+    assert not presence.is_face(_non_faces()[name])
+
+
+@pytest.fixture(scope="module")
+def lfw_faces(lfw_dir) -> list[np.ndarray]:
+    return [load_image(lfw_dir / "images" / n / f"{n}_{i:04d}.jpg") for n, i in LFW_FACES]
+
+
+@pytest.mark.lfw
+def test_lfw_faces_score_above_cutoff(presence, lfw_faces) -> None:
+    whole = presence.score_many(lfw_faces)
+    # The pipeline's own fallback chip (centre 80% resized to 150) also reads as a face.
+    chips = presence.score_many([center_crop(im, 150, 0.8) for im in lfw_faces])
+    assert (whole >= DEFAULT_CUTOFF).all(), whole
+    assert (chips >= DEFAULT_CUTOFF).all(), chips
+    assert whole.min() > 0.9  # far from the cut-off, not just above it
+
+
+@pytest.mark.lfw
+def test_the_score_is_about_the_centre(presence, lfw_faces) -> None:
+    """The same photo pasted in the middle of a wide grey canvas reads as a face, pasted at
+    its left edge it does not: that is not where a fallback looks."""
+    centred = np.full((250, 600, 3), 128, np.uint8)
+    centred[:, 175:425] = lfw_faces[0]
+    left = np.full((250, 600, 3), 128, np.uint8)
+    left[:, :250] = lfw_faces[0]
+    assert presence.score(centred) >= DEFAULT_CUTOFF
+    assert presence.score(left) < DEFAULT_CUTOFF
+
+
+@pytest.mark.lfw
+def test_score_many_equals_score(presence, lfw_faces) -> None:
+    rng = np.random.default_rng(7)
+    images = [lfw_faces[1], rng.integers(0, 256, (37, 91, 3), dtype=np.uint8), lfw_faces[2],
+              np.zeros((3, 5, 3), np.uint8), rng.integers(0, 256, (900, 700, 3), np.uint8)]
+    batched = presence.score_many(images)
+    single = np.array([presence.score(im) for im in images])
+    assert batched.shape == (len(images),)
+    np.testing.assert_allclose(batched, single, rtol=0, atol=1e-5)
+    assert batched[0] > DEFAULT_CUTOFF > batched[1]
+
+
+def test_shared_network_and_arguments() -> None:
+    from siamface.detect.nets import load_networks
+
+    onet = load_networks()[2]
+    presence = FacePresence(onet)
+    assert presence.onet is onet
+    assert len(presence.windows) == len(DEFAULT_WINDOWS)
+    assert presence.score_many([]).shape == (0,)
+    with pytest.raises(ValueError, match="uint8"):
+        presence.score(np.zeros((20, 20), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        presence.score(np.zeros((20, 20, 3), np.float32))
+    with pytest.raises(ValueError, match="windows"):
+        FacePresence(windows=[])
+    with pytest.raises(ValueError, match="aggregate"):
+        FacePresence(aggregate="median")
+
+
+def test_windows_stay_inside_the_fallback_square() -> None:
+    """The default windows look only at pixels the 80% centre-crop fallback keeps."""
+    presence = FacePresence()
+    for h, w in ((250, 250), (480, 640), (640, 360), (31, 17)):
+        boxes = presence.window_boxes(h, w)
+        side = round(0.8 * min(h, w))
+        top, left = (h - side) // 2, (w - side) // 2
+        assert (boxes[:, 0] >= left - 1).all() and (boxes[:, 1] >= top - 1).all()
+        assert (boxes[:, 2] <= left + side + 1).all() and (boxes[:, 3] <= top + side + 1).all()
