@@ -30,6 +30,7 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint_info",
     "save_checkpoint",
+    "stored_tensor_names",
 ]
 
 FORMAT_NAME = "siamface-checkpoint"
@@ -97,7 +98,9 @@ def _group_parameter_names(model: SiameseMultiTask, groups: list[str]) -> set[st
     return names
 
 
-def _stored_names(model: SiameseMultiTask, groups: list[str]) -> list[str]:
+def stored_tensor_names(model: SiameseMultiTask, groups: list[str]) -> list[str]:
+    """State-dict keys of the heads and of the backbone layer groups named in ``groups``: what
+    a checkpoint (and a training state) stores of a model."""
     state = model.state_dict()
     heads = [k for k in state if not k.startswith("backbone.")]
     return sorted(heads) + sorted(_group_parameter_names(model, groups))
@@ -130,7 +133,7 @@ def save_checkpoint(
         metrics=dict(metrics or {}),
     )
     state = model.state_dict()
-    tensors = {k: state[k].detach().to("cpu").contiguous() for k in _stored_names(model, groups)}
+    tensors = {k: state[k].detach().to("cpu").contiguous() for k in stored_tensor_names(model, groups)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(info.to_json())})
     return info
@@ -221,7 +224,7 @@ def load_checkpoint(
             f"but the installed weights have sha256 {expected_hash}"
         )
     model = SiameseMultiTask(net, info.head)
-    expected = set(_stored_names(model, info.stored_groups))
+    expected = set(stored_tensor_names(model, info.stored_groups))
     try:
         with safe_open(str(path), framework="pt") as handle:
             stored = set(handle.keys())

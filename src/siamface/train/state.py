@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from siamface._atomic import atomic_path
+from siamface.checkpoint import stored_tensor_names
 from siamface.errors import CheckpointError
 from siamface.model import SiameseMultiTask
 
@@ -22,17 +23,7 @@ STATE_VERSION = 1
 
 def trained_names(model: SiameseMultiTask, groups: list[str]) -> list[str]:
     """State-dict keys of the heads and of the backbone groups named in ``groups``."""
-    ids: set[int] = set()
-    for name, modules in model.backbone.layer_groups():
-        if name in groups:
-            for module in modules:
-                ids.update(id(t) for t in module.parameters())
-                ids.update(id(t) for t in module.buffers())
-    names = [k for k, _ in model.named_parameters() if not k.startswith("backbone.")]
-    names += [k for k, _ in model.named_buffers() if not k.startswith("backbone.")]
-    tensors = list(model.backbone.named_parameters()) + list(model.backbone.named_buffers())
-    names += [f"backbone.{k}" for k, t in tensors if id(t) in ids]
-    return sorted(set(names))
+    return sorted(stored_tensor_names(model, groups))
 
 
 def trained_state(model: SiameseMultiTask, groups: list[str]) -> dict[str, torch.Tensor]:
