@@ -18,7 +18,12 @@ that region, from the O-Net MTCNN already ships (:func:`siamface.detect.nets.loa
   scores high in every window; a texture that fools O-Net in one window rarely does in all).
 
 ``score >= DEFAULT_CUTOFF`` means "a face is there". Calibration (see
-benchmarks/bench_face_presence.py for the data and figures): CALIBRATION_TEXT_PLACEHOLDER
+benchmarks/bench_face_presence.py for the data and figures): the cut-off maximises the lower
+of two rates, measured on 3,000 LFW View 2 images distorted by every ``siamface.augment`` kind
+(the 364 that MTCNN then misses) and 599 generated and natural non-face images (noise, flat
+colours, gradients, patterns, blobs, tiny images, scikit-learn's two photos and crops of them):
+359/364 misses (98.6%) pass and 590/599 non-faces (98.5%) are rejected at 0.039; no cut-off
+reaches 99% on both. All 3,000 clean LFW images pass.
 
 The module is pure: it reads no files but the MTCNN weights and writes nothing.
 """
