@@ -328,7 +328,7 @@ class FacePipeline:
         elif self.fallback_policy != "always" and face_score < self.face_cutoff:
             what = "no face found and the" if fallback else "the"
             no_face = (f"{what} centre crop does not look like a face (face score "
-                       f"{face_score:.2f} < {self.face_cutoff:.2f})")
+                       f"{face_score:.3f} < {self.face_cutoff:.3f})")
         return FaceCrop(
             chip=chip, box=None, landmarks=None, score=None, detected=False,
             crop=self.crop_mode, select=self.select if select is None else select,
