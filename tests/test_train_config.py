@@ -190,14 +190,11 @@ def _fake_result(tmp_path: Path, skipped: list[tuple[str, str]]):
                        metrics={"val_accuracy": 0.9}, threshold=0.6, skipped=skipped)
 
 
-@pytest.mark.parametrize("skipped, code", [([], 0), ([("a/broken.jpg", "not an image")], 3)])
-def test_cli_train_exit_code_and_group_destroyed(tmp_path, capsys, monkeypatch, skipped, code):
+def _train_in_a_process_group(main, tmp_path) -> int:
+    """Run ``siamface train`` inside a live single-process group; the command must leave it
+    destroyed."""
     import torch.distributed as dist
 
-    from siamface.cli.main import main
-
-    monkeypatch.setattr("siamface.train.train",
-                        lambda config, resume=False: _fake_result(tmp_path, skipped))
     _init_single_process_group()
     try:
         rc = main(["train", "--config", TINY, "--out", str(tmp_path / "run")])
@@ -205,6 +202,16 @@ def test_cli_train_exit_code_and_group_destroyed(tmp_path, capsys, monkeypatch, 
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    return rc
+
+
+@pytest.mark.parametrize("skipped, code", [([], 0), ([("a/broken.jpg", "not an image")], 3)])
+def test_cli_train_exit_code_and_group_destroyed(tmp_path, capsys, monkeypatch, skipped, code):
+    from siamface.cli.main import main
+
+    monkeypatch.setattr("siamface.train.train",
+                        lambda config, resume=False: _fake_result(tmp_path, skipped))
+    rc = _train_in_a_process_group(main, tmp_path)
     captured = capsys.readouterr()
     assert rc == code, captured.err
     assert "run folder:" in captured.out
@@ -213,7 +220,6 @@ def test_cli_train_exit_code_and_group_destroyed(tmp_path, capsys, monkeypatch, 
 
 
 def test_cli_train_destroys_group_when_training_fails(tmp_path, capsys, monkeypatch):
-    import torch.distributed as dist
 
     from siamface.cli.main import main
 
@@ -221,12 +227,6 @@ def test_cli_train_destroys_group_when_training_fails(tmp_path, capsys, monkeypa
         raise ConfigError("every stage is disabled; enable stage1 at least")
 
     monkeypatch.setattr("siamface.train.train", failing)
-    _init_single_process_group()
-    try:
-        rc = main(["train", "--config", TINY, "--out", str(tmp_path / "run")])
-        assert not dist.is_initialized()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    rc = _train_in_a_process_group(main, tmp_path)
     assert rc == 2
     assert "every stage is disabled" in capsys.readouterr().err
