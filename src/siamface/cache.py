@@ -472,10 +472,11 @@ def fill_cache(
     file with its new record (``None`` when nothing was recorded). Unreadable images are
     recorded with their error and never stop the run.
     """
-    keys, todo, unreadable, duplicates = _plan(paths, cache)
+    hashed, unreadable = _hash_files(paths)
+    keys, todo, duplicates = _plan(hashed, cache)
     if todo:  # a complete cache is only read: no lock, so ranks of one run can share it
         cache._open_for_writing()  # lock, and see what earlier writers finished
-        keys, todo, unreadable, duplicates = _plan(paths, cache)
+        keys, todo, duplicates = _plan(hashed, cache)
     cached = len(keys)
     for result in _run(todo, pipeline, factory, workers, batch_size):
         entry = _record(cache, result)
@@ -531,23 +532,28 @@ def prepare(
     return report
 
 
-def _plan(
-    paths: Sequence[str | os.PathLike], cache: CropCache
-) -> tuple[dict[str, str], list[str], dict[str, str], dict[str, str]]:
-    """Hash every file; return path -> key for those already cached, the paths to crop (one
-    per new content, in the given order), the files that could not even be read, and the
-    files that repeat the content of a file to crop (path -> key)."""
-    keys: dict[str, str] = {}
+def _hash_files(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, str], dict[str, str]]:
+    """Content hash of every readable file (path -> key, in the given order) and the reason
+    for each file that could not be read."""
+    hashed: dict[str, str] = {}
     unreadable: dict[str, str] = {}
+    for path in map(str, paths):
+        try:
+            hashed[path] = image_sha256(path)
+        except ImageDecodeError as exc:
+            unreadable[path] = exc.reason
+    return hashed, unreadable
+
+
+def _plan(hashed: dict[str, str], cache: CropCache
+          ) -> tuple[dict[str, str], list[str], dict[str, str]]:
+    """Path -> key for the files already cached, the paths to crop (one per new content, in
+    order), and the files that repeat the content of a file to crop (path -> key)."""
+    keys: dict[str, str] = {}
     todo: list[str] = []
     scheduled: set[str] = set()
     duplicates: dict[str, str] = {}
-    for path in map(str, paths):
-        try:
-            key = image_sha256(path)
-        except ImageDecodeError as exc:
-            unreadable[path] = exc.reason
-            continue
+    for path, key in hashed.items():
         entry = cache.lookup(key)
         if entry is not None and cache.is_complete(entry):
             keys[path] = key
@@ -556,7 +562,7 @@ def _plan(
         else:
             scheduled.add(key)
             todo.append(path)
-    return keys, todo, unreadable, duplicates
+    return keys, todo, duplicates
 
 
 def _tally(paths: Sequence[Path], filled: FillResult, cache: CropCache) -> PrepareReport:
