@@ -58,6 +58,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "CACHE_FORMAT",
+    "DATA_CACHE_ENV",
     "CacheBusyError",
     "CacheEntry",
     "CropCache",
@@ -66,6 +67,7 @@ __all__ = [
     "FillResult",
     "PrepareReport",
     "fill_cache",
+    "data_cache_dir",
     "params_hash",
     "prepare",
 ]
@@ -74,6 +76,16 @@ logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 """Bumped when the on-disk layout changes; part of the namespace hash."""
+
+DATA_CACHE_ENV = "SIAMFACE_DATA_CACHE"
+
+
+def data_cache_dir() -> Path:
+    """Where face crops and embeddings are cached by default (biometric data: see the README):
+    ``$SIAMFACE_DATA_CACHE`` if set, else ``~/.cache/siamface/faces``. Crops live under
+    ``crops/``, embeddings under ``embeddings/``."""
+    env = os.environ.get(DATA_CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "siamface" / "faces"
 
 
 class CacheBusyError(SiamfaceError, RuntimeError):

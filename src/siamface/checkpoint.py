@@ -31,6 +31,7 @@ __all__ = [
     "read_checkpoint_info",
     "save_checkpoint",
     "stored_tensor_names",
+    "with_threshold",
 ]
 
 FORMAT_NAME = "siamface-checkpoint"
@@ -55,6 +56,7 @@ class CheckpointInfo:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    calibration: dict[str, Any] = field(default_factory=dict)  # how the threshold was chosen
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,7 +68,8 @@ class CheckpointInfo:
                 "stored_groups": list(self.stored_groups),
             },
             "head": self.head.to_dict(),
-            "threshold": {"value": float(self.threshold), "source": self.threshold_source},
+            "threshold": {"value": float(self.threshold), "source": self.threshold_source,
+                          **({"calibration": self.calibration} if self.calibration else {})},
             "gender": {"classes": list(self.head.gender_classes), "trained": self.gender_trained},
             "preprocessing": self.preprocessing,
             "training": self.training,
@@ -177,6 +180,7 @@ def _parse_info(meta: Any, source: str) -> CheckpointInfo:
             training=dict(meta.get("training", {})),
             metrics=dict(meta.get("metrics", {})),
             format_version=version,
+            calibration=dict(meta["threshold"].get("calibration") or {}),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{source}: malformed checkpoint metadata ({exc})") from exc
@@ -248,3 +252,26 @@ def load_checkpoint(
     model.load_state_dict(tensors, strict=False)
     model.eval()
     return model, info
+
+
+def with_threshold(
+    source: str | os.PathLike, target: str | os.PathLike, *, threshold: float,
+    threshold_source: str, calibration: dict[str, Any],
+) -> CheckpointInfo:
+    """Copy the checkpoint ``source`` to ``target`` (atomically) with a new verification
+    threshold; ``calibration`` (what data and method chose it) goes into its metadata. The
+    tensors are copied unchanged, and the copy is validated like any checkpoint."""
+    if not math.isfinite(threshold) or threshold < 0:
+        raise CheckpointError(f"threshold {threshold} is not a finite non-negative distance")
+    info = read_checkpoint_info(source)
+    try:
+        with safe_open(str(source), framework="pt") as handle:
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    except SafetensorError as exc:
+        raise CheckpointError(f"{source}: corrupt tensor data ({exc})") from exc
+    new = CheckpointInfo(**{**info.__dict__, "threshold": float(threshold),
+                            "threshold_source": threshold_source,
+                            "calibration": json.loads(json.dumps(calibration))})
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(new.to_json())})
+    return read_checkpoint_info(target)

@@ -3,6 +3,7 @@ once, then answers verify / analyze / embed for any image source."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -162,13 +163,16 @@ class FaceService:
     """A loaded model plus its face pipeline. Thread-compatible for reads."""
 
     def __init__(self, model, info: CheckpointInfo, pipeline, *, flip: bool = False,
-                 device: str | torch.device = "cpu", batch_size: int = 32):
+                 device: str | torch.device = "cpu", batch_size: int = 32,
+                 model_path: str | os.PathLike | None = None):
         self.model = model.to(check_device(device)).eval()
         self.info = info
         self.pipeline = pipeline
         self.flip = flip
         self.device = check_device(device)
         self.batch_size = batch_size
+        self.model_path = None if model_path is None else Path(model_path)
+        self._model_id: str | None = None
 
     # construction -------------------------------------------------------------------------
     @classmethod
@@ -188,6 +192,7 @@ class FaceService:
         face was detected is used as a face (see :mod:`siamface.faces`).
         """
         check_device(device)
+        ckpt = None
         if path is None and backbone is not None:
             # an explicit backbone without a checkpoint: its pretrained embeddings, no trained heads
             model, info = _untrained_default(backbone, backbone_weights)
@@ -203,7 +208,8 @@ class FaceService:
                              fallback_policy)
         if flip is None:
             flip = bool(pre.get("flip_average", False))
-        return cls(model, info, pipeline, flip=flip, device=device, batch_size=batch_size)
+        return cls(model, info, pipeline, flip=flip, device=device, batch_size=batch_size,
+                   model_path=ckpt)
 
     # properties ---------------------------------------------------------------------------
     @property
@@ -218,6 +224,29 @@ class FaceService:
     @property
     def threshold(self) -> float:
         return self.info.threshold
+
+    @property
+    def model_id(self) -> str:
+        """What makes this service's embeddings what they are: the checkpoint file's sha256
+        (or the untrained backbone and its weights' hash) and the flip setting. Keys the
+        embedding cache together with the face pipeline's parameters."""
+        if self._model_id is None:
+            if self.model_path is not None:
+                digest = hashlib.sha256()
+                with open(self.model_path, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(chunk)
+                base = "checkpoint:" + digest.hexdigest()
+            else:
+                base = f"untrained:{self.info.backbone}:{self.info.backbone_sha256}"
+            self._model_id = f"{base}:flip={int(self.flip)}"
+        return self._model_id
+
+    def describe(self) -> str:
+        """One line naming the model, for reports."""
+        where = str(self.model_path) if self.model_path is not None else (
+            f"untrained {self.info.backbone}")
+        return f"{where} ({self.info.backbone}, flip {'on' if self.flip else 'off'})"
 
     @property
     def gender_available(self) -> bool:

@@ -16,6 +16,9 @@ COMMANDS = {
     "embed": "embed every image under a folder into an .npz file",
     "prepare": "detect and crop every image of a dataset into a crop cache",
     "distort": "write a deterministic distorted copy of a dataset",
+    "evaluate": "figures, dashboard and HTML report of a model on a dataset",
+    "calibrate": "choose a verification threshold on a dataset and write a checkpoint copy",
+    "cache": "where face crops and embeddings are cached; info or clear",
     "train": "two-stage training of the heads and the top backbone layers",
     "weights": "list, locate or explicitly download backbone weights",
 }

@@ -1,0 +1,111 @@
+"""Choose a model's verification threshold on the user's own pairs and write a checkpoint copy
+that carries it, with what data and method chose it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siamface.checkpoint import CheckpointInfo, save_checkpoint, with_threshold
+from siamface.data import FaceDataset, IndexPair
+from siamface.errors import DatasetError
+from siamface.evaluation.embeddings import embed_paths
+from siamface.evaluation.pairs import ImageIndex, dataset_pairs, distorted_pairs
+from siamface.evaluation.run import EvaluationOptions, pair_distances
+from siamface.metrics import ThresholdCalibrator, error_rates
+
+__all__ = ["Calibration", "calibrate", "save_calibrated"]
+
+
+@dataclass
+class Calibration:
+    """A fitted calibrator and what it was fitted on (``record`` goes into the checkpoint)."""
+
+    calibrator: ThresholdCalibrator
+    previous: float
+    previous_source: str
+    before: dict[str, Any]  # error rates on the calibration pairs at the previous threshold
+    after: dict[str, Any]  # ... and at the new one
+    record: dict[str, Any]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.calibrator.threshold_)
+
+
+def calibrate(service, dataset: FaceDataset, *, method: str = "youden", far: float = 1e-3,
+              pairs: list[IndexPair] | None = None, folds: np.ndarray | None = None,
+              data_root: str | os.PathLike | None = None,
+              options: EvaluationOptions | None = None,
+              data_description: dict[str, Any] | None = None) -> Calibration:
+    """Fit a :class:`ThresholdCalibrator` on ``dataset``'s pairs (protocol ``pairs`` or
+    generated ones). With ``options.distorted`` it is fitted on the distorted pairs only (each
+    pair's second image replaced by its copy, every kind pooled): the conditions the
+    threshold is meant for. Pairs without a verdict (a face absent) are left out."""
+    options = options or EvaluationOptions()
+    images = ImageIndex()
+    chosen = base = dataset_pairs(dataset, images, pairs=pairs, folds=folds,
+                                  n_pairs=options.n_pairs, seed=options.seed)
+    if options.distorted is not None:
+        chosen, _ = distorted_pairs(dataset, base, images, Path(options.distorted),
+                                    Path(data_root or ""))
+    embedded = embed_paths(service, images.paths, cache_dir=options.cache_dir,
+                           use_cache=options.use_cache, progress=options.progress)
+    d = pair_distances(embedded, chosen)
+    scored = np.isfinite(d)
+    d, same = d[scored], chosen.same[scored]
+    if same.all() or not same.any():
+        raise DatasetError(
+            f"{dataset.name}: calibration needs genuine and impostor pairs with a face in both "
+            f"images; got {int(same.sum())} genuine and {int((~same).sum())} impostor")
+    calibrator = ThresholdCalibrator(method=method, far=far).fit(d, same)
+    record = {
+        "method": method,
+        **({"far": far} if method == "far" else {}),
+        "data": data_description or {"description": dataset.name},
+        "pairs": int(same.size),
+        "genuine": int(same.sum()),
+        "impostor": int((~same).sum()),
+        "pairs_without_verdict": int((~scored).sum()),
+        "distorted": None if options.distorted is None else {
+            "path": str(options.distorted), "kinds": sorted(set(chosen.kind.astype(str)))},
+        "seed": options.seed if pairs is None else None,
+        "previous_threshold": service.threshold,
+        "previous_source": service.info.threshold_source,
+        "model": service.model_id,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return Calibration(calibrator, service.threshold, service.info.threshold_source,
+                       error_rates(d, same, service.threshold),
+                       error_rates(d, same, calibrator.threshold_), record)
+
+
+def source_text(calibration: Calibration) -> str:
+    """How the threshold was chosen, in a few words (the checkpoint's threshold source)."""
+    rec = calibration.record
+    how = f"far {rec['far']:g}" if rec["method"] == "far" else rec["method"]
+    where = rec["data"].get("description") or rec["data"].get("path") or "user data"
+    kinds = f", distorted: {', '.join(rec['distorted']['kinds'])}" if rec["distorted"] else ""
+    return f"{how} on {rec['pairs']} pairs of {where}{kinds}"
+
+
+def save_calibrated(service, calibration: Calibration, out: str | os.PathLike
+                    ) -> CheckpointInfo:
+    """Write a checkpoint copy of ``service``'s model with the calibrated threshold."""
+    if service.model_path is not None:
+        return with_threshold(service.model_path, out, threshold=calibration.threshold,
+                              threshold_source=source_text(calibration),
+                              calibration=calibration.record)
+    info = save_checkpoint(out, service.model, threshold=calibration.threshold,
+                           threshold_source=source_text(calibration), gender_trained=False,
+                           preprocessing={"crop": service.pipeline.crop_mode,
+                                          "select": service.pipeline.select,
+                                          "flip_average": bool(service.flip)})
+    return with_threshold(out, out, threshold=info.threshold,
+                          threshold_source=info.threshold_source,
+                          calibration=calibration.record)

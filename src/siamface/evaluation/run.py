@@ -1,0 +1,313 @@
+"""One evaluation: a model, a dataset and its pairs in; an :class:`Evaluation` out (figures
+with confidence intervals, per distortion kind and per group, plus what the plots need)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siamface import metrics as M
+from siamface.data import FaceDataset, IndexPair
+from siamface.evaluation.embeddings import EmbeddedImages, embed_paths
+from siamface.evaluation.pairs import (
+    NO_KIND,
+    ImageIndex,
+    PairSet,
+    dataset_pairs,
+    distorted_pairs,
+    group_pairs,
+)
+from siamface.evaluation.result import Evaluation, SamplePair
+
+__all__ = ["EvaluationOptions", "evaluate", "pair_distances"]
+
+FARS = (1e-2, 1e-3)
+
+
+@dataclass
+class EvaluationOptions:
+    """How to evaluate (everything but the model and the data)."""
+
+    n_pairs: int = 3000  # generated pairs, when the data has no protocol pairs
+    seed: int = 0
+    threshold: float | None = None  # None: the model's own
+    distorted: Path | None = None  # a ``siamface distort`` copy of the data
+    groups: dict[str, list[str | None]] = field(default_factory=dict)  # column -> per record
+    group_pairs: int = 1000  # pairs drawn inside each group
+    samples: int = 16
+    errors_first: bool = False
+    bootstrap: int = 1000
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    progress: bool = True
+
+
+def pair_distances(embedded: EmbeddedImages, pairs: PairSet) -> np.ndarray:
+    """Euclidean distance per pair; ``inf`` (never a match: no verdict) where a face is absent."""
+    d = np.linalg.norm(embedded.embeddings[pairs.a] - embedded.embeddings[pairs.b], axis=1)
+    d[~(embedded.has_face[pairs.a] & embedded.has_face[pairs.b])] = np.inf
+    return d.astype(np.float64)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: numpy scalars and arrays to python, NaN and inf to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _ci(statistic, pairs: PairSet, arrays: tuple, n_boot: int, seed: int) -> list[float] | None:
+    if n_boot <= 0:
+        return None
+    try:
+        ci = M.bootstrap_ci(statistic, *arrays, clusters=pairs.cluster, n_boot=n_boot, seed=seed)
+    except ValueError:
+        return None
+    return [ci["low"], ci["high"]]
+
+
+def verification_figures(d: np.ndarray, pairs: PairSet, threshold: float, *, n_boot: int,
+                         seed: int) -> dict[str, Any]:
+    """Every verification figure of one set of pairs at the operating ``threshold``."""
+    same = pairs.same
+    out: dict[str, Any] = dict(M.error_rates(d, same, threshold))
+    out["pairs"] = len(pairs)
+    out["no_verdict_pairs"] = int(np.isinf(d).sum())
+    out["accuracy_ci"] = _ci(lambda dd, ss: M.verification_accuracy(dd, ss, threshold),
+                             pairs, (d, same), n_boot, seed)
+    both = same.any() and not same.all()
+    if not both:
+        return out
+    out["auc"] = M.roc_auc(d, same)
+    rate = M.eer(d, same)
+    out["eer"], out["eer_threshold"] = rate["eer"], rate["threshold"]
+    out["best_threshold"] = M.best_accuracy_threshold(d, same)
+    out["tar_at_far"] = {}
+    for far in FARS:
+        row = dict(M.tar_at_far(d, same, far))
+        row["ci"] = _ci(lambda dd, ss, _f=far: M.tar_at_far(dd, ss, _f)["tar"],
+                        pairs, (d, same), n_boot, seed)
+        out["tar_at_far"][f"{far:.0e}"] = row
+    k = None
+    if pairs.folds is not None and np.unique(pairs.folds).size >= 2:
+        with contextlib.suppress(ValueError):  # a fold's complement lacks a class
+            k = M.kfold_verification(d, same, pairs.folds)
+    if k is not None:
+        out["kfold"] = {"folds": int(np.unique(pairs.folds).size), "mean": k["mean"],
+                        "std": float(np.std(k["accuracies"], ddof=1)),
+                        "accuracies": k["accuracies"], "thresholds": k["thresholds"]}
+    return out
+
+
+def _kind_table(d: np.ndarray, pairs: PairSet, embedded: EmbeddedImages, threshold: float,
+                n_boot: int, seed: int) -> dict[str, Any]:
+    table = {}
+    for kind in sorted(set(pairs.kind), key=lambda k: (k != NO_KIND, k)):
+        mask = pairs.kind == kind
+        sub = pairs.subset(mask)
+        row = verification_figures(d[mask], sub, threshold, n_boot=n_boot, seed=seed)
+        row["detection_rate"] = float(embedded.detected[np.unique(sub.b)].mean())
+        table[kind] = {k: row.get(k) for k in (
+            "pairs", "accuracy", "accuracy_ci", "fmr", "fnmr", "best_threshold", "kfold",
+            "detection_rate", "no_verdict_pairs", "auc")}
+        if table[kind]["kfold"] is not None:
+            table[kind]["kfold"] = {k: row["kfold"][k] for k in ("mean", "std")}
+    return table
+
+
+def _gender_figures(embedded: EmbeddedImages, rows: np.ndarray, truth: np.ndarray,
+                    classes: tuple[str, str]) -> dict[str, Any] | None:
+    prob = embedded.gender_prob[rows]
+    known = (truth >= 0) & np.isfinite(prob)
+    if not known.any():
+        return None
+    report = M.gender_report(truth[known], prob[known], class_names=classes)
+    report["classes"] = list(classes)
+    return report
+
+
+def _samples(embedded: EmbeddedImages, pairs: PairSet, d: np.ndarray, threshold: float,
+             n: int, seed: int, errors_first: bool, classes: tuple[str, str]
+             ) -> list[SamplePair]:
+    if n <= 0 or len(pairs) == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(pairs))
+    if errors_first:
+        wrong = (d <= threshold) != pairs.same
+        order = np.concatenate([order[wrong[order]], order[~wrong[order]]])
+    out = []
+    for i in order[:n]:
+        a, b = int(pairs.a[i]), int(pairs.b[i])
+        chips = embedded.chip(a), embedded.chip(b)
+        if chips[0] is None or chips[1] is None:
+            continue
+        verdict = None if np.isinf(d[i]) else bool(d[i] <= threshold)
+        out.append(SamplePair(
+            chips[0], chips[1], Path(embedded.paths[a]).name, Path(embedded.paths[b]).name,
+            _gender_text(embedded.gender_prob[a], classes),
+            _gender_text(embedded.gender_prob[b], classes),
+            None if np.isinf(d[i]) else float(d[i]), bool(pairs.same[i]), verdict,
+            str(pairs.kind[i])))
+    return out
+
+
+def _gender_text(p: float, classes: tuple[str, str]) -> str | None:
+    if not np.isfinite(p):
+        return None
+    return f"{classes[1]} {p:.0%}" if p >= 0.5 else f"{classes[0]} {1 - p:.0%}"
+
+
+def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = None,
+             folds: np.ndarray | None = None, data_root: str | Path | None = None,
+             options: EvaluationOptions | None = None,
+             data_description: dict[str, Any] | None = None) -> Evaluation:
+    """Score ``dataset`` with ``service``: protocol ``pairs`` (with ``folds``) or generated
+    ones, their distorted variants and per-group pairs, each image embedded once (cached)."""
+    options = options or EvaluationOptions()
+    started = time.perf_counter()
+    threshold = service.threshold if options.threshold is None else float(options.threshold)
+    source = service.info.threshold_source if options.threshold is None else "user"
+    images = ImageIndex()
+    base = dataset_pairs(dataset, images, pairs=pairs, folds=folds, n_pairs=options.n_pairs,
+                         seed=options.seed)
+    pool = set(images.paths)
+    extra, missing = None, {}
+    if options.distorted is not None:
+        extra, missing = distorted_pairs(dataset, base, images, Path(options.distorted),
+                                         Path(data_root or ""))
+    groups = {column: group_pairs(dataset, labels, images, per_group=options.group_pairs,
+                                  seed=options.seed, pool=pool)
+              for column, labels in options.groups.items()}
+    embedded = embed_paths(service, images.paths, cache_dir=options.cache_dir,
+                           use_cache=options.use_cache, progress=options.progress)
+    d = pair_distances(embedded, base)
+    classes = tuple(service.gender_classes)
+    figures = verification_figures(d, base, threshold, n_boot=options.bootstrap,
+                                   seed=options.seed)
+    metrics: dict[str, Any] = {
+        "siamface_version": _version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": _model_description(service),
+        "data": {**(data_description or {}), **_data_counts(dataset, base, embedded, pairs)},
+        "threshold": {"value": threshold, "source": source,
+                      "calibration": service.info.calibration or None},
+        "verification": figures,
+        "bootstrap": {"samples": options.bootstrap, "level": 0.95, "unit": "person",
+                      "seed": options.seed},
+    }
+    truth = np.full(len(images), -1, np.int64)
+    for record in dataset:
+        row = images._rows.get(str(record.path))
+        if row is not None:
+            truth[row] = record.gender_label
+    base_rows = np.unique(np.concatenate([base.a, base.b]))
+    metrics["gender"] = (_gender_figures(embedded, base_rows, truth, classes)
+                         if service.gender_available else None)
+    all_pairs, all_d = base, d
+    if extra is not None:
+        d_extra = pair_distances(embedded, extra)
+        both = PairSet.concat([base, extra])
+        all_pairs, all_d = both, np.concatenate([d, d_extra])
+        metrics["distortions"] = _kind_table(all_d, both, embedded, threshold,
+                                             options.bootstrap, options.seed)
+        metrics["data"]["distorted"] = {"path": str(options.distorted),
+                                        "pairs_without_copy": missing}
+    elif len(set(base.kind)) > 1:
+        metrics["distortions"] = _kind_table(d, base, embedded, threshold, options.bootstrap,
+                                             options.seed)
+    else:
+        metrics["distortions"] = None
+    metrics["groups"] = {
+        column: _group_report(embedded, group_set, options.groups[column], dataset, images,
+                              truth, threshold, classes, service.gender_available)
+        for column, group_set in groups.items()} or None
+    samples = _samples(embedded, all_pairs, all_d, threshold, options.samples, options.seed,
+                       options.errors_first, classes)
+    metrics["seconds"] = time.perf_counter() - started
+    gender_rows = base_rows[(truth[base_rows] >= 0) & np.isfinite(embedded.gender_prob[base_rows])]
+    return Evaluation(
+        metrics=_clean(metrics), distances=d, same=base.same.copy(),
+        kinds=base.kind.astype(str), gender_true=truth[gender_rows],
+        gender_prob=embedded.gender_prob[gender_rows], samples=samples)
+
+
+def _group_report(embedded: EmbeddedImages, pairs: PairSet, labels: list[str | None],
+                  dataset: FaceDataset, images: ImageIndex, truth: np.ndarray,
+                  threshold: float, classes: tuple[str, str], gender: bool) -> dict[str, Any]:
+    d = pair_distances(embedded, pairs)
+    report = M.group_error_rates(d, pairs.same, pairs.kind.astype(str), threshold)
+    image_groups = {}
+    for record, value in zip(dataset, labels):
+        row = images._rows.get(str(record.path))
+        if row is not None and value is not None:
+            image_groups[row] = value
+    for value, row in report["groups"].items():
+        rows = np.array([r for r, v in image_groups.items() if v == value], np.int64)
+        row["images"] = int(rows.size)
+        row["gender"] = (_gender_figures(embedded, rows, truth, classes)
+                         if gender and rows.size else None)
+        if row["gender"] is not None:
+            row["gender"] = {k: row["gender"][k] for k in ("accuracy", "per_class", "n")}
+    return report
+
+
+def _model_description(service) -> dict[str, Any]:
+    pipeline = service.pipeline
+    return {
+        "description": service.describe(),
+        "path": None if service.model_path is None else str(service.model_path),
+        "id": service.model_id,
+        "backbone": service.info.backbone,
+        "flip": service.flip,
+        "crop": pipeline.crop_mode,
+        "select": pipeline.select,
+        "fallback_policy": pipeline.fallback_policy,
+        "gender_trained": service.gender_available,
+    }
+
+
+def _data_counts(dataset: FaceDataset, base: PairSet, embedded: EmbeddedImages,
+                 protocol_pairs) -> dict[str, Any]:
+    rows = np.unique(np.concatenate([base.a, base.b]))
+    unreadable = sum(1 for e in (embedded.entries[r] for r in rows)
+                     if e is None or e.chip is None)
+    return {
+        "dataset_images": len(dataset),
+        "persons": len(dataset.person_indices()),
+        "images": int(rows.size),
+        "pairs": len(base),
+        "genuine": int(base.same.sum()),
+        "impostor": int((~base.same).sum()),
+        "protocol": "protocol pairs" if protocol_pairs is not None else "generated",
+        "images_without_face": int((~embedded.has_face[rows]).sum()) - unreadable,
+        "images_unreadable": unreadable,
+        "images_detected": int(embedded.detected[rows].sum()),
+        "embeddings_computed": embedded.computed,
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("siamface")
+    except PackageNotFoundError:
+        return "unknown"
