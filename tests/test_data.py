@@ -311,6 +311,17 @@ def test_read_pairs_formats_and_errors(tmp_path):
         read_pairs(view1)
 
 
+def test_read_pairs_errors_name_the_real_line(tmp_path):
+    """Blank lines are skipped but counted: the message names the line an editor shows."""
+    view1 = tmp_path / "dev.txt"
+    view1.write_text("\n2\n\nA\t1\t2\n\n  \nB\t1\t2\nA\t1\tB\t3\nA\t1\tB\tx\n")
+    with pytest.raises(DatasetError, match=r"dev.txt:9: expected a mismatched pair"):
+        read_pairs(view1)
+    view1.write_text("\n\nten\n")
+    with pytest.raises(DatasetError, match=r"dev.txt:3: first line must be"):
+        read_pairs(view1)
+
+
 # --- LFW (real data) -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lfw(lfw_dir):

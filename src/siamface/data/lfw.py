@@ -123,16 +123,18 @@ def read_pairs(path: str | os.PathLike[str]) -> list[LFWPair]:
     if not path.is_file():
         raise DatasetError(f"LFW pairs file {path} not found")
     with open(path, encoding="utf-8") as fh:
-        lines = [line.split() for line in fh if line.strip()]
+        # (1-based line number in the file, fields): blank lines are skipped but still counted
+        lines = [(number, line.split()) for number, line in enumerate(fh, 1) if line.strip()]
     if not lines:
         raise DatasetError(f"LFW pairs file {path} is empty")
-    header = lines[0]
+    header_line, header = lines[0]
     try:
         folds, per_side = (int(header[0]), int(header[1])) if len(header) == 2 else (
             1, int(header[0]))
     except (ValueError, IndexError):
         raise DatasetError(
-            f"{path}: first line must be 'folds<TAB>n' or 'n', got {' '.join(header)!r}"
+            f"{path}:{header_line}: first line must be 'folds<TAB>n' or 'n', got "
+            f"{' '.join(header)!r}"
         ) from None
     expected = folds * 2 * per_side
     if len(lines) - 1 != expected:
@@ -145,7 +147,8 @@ def read_pairs(path: str | os.PathLike[str]) -> list[LFWPair]:
     for fold in range(folds):
         for same in (True, False):
             for _ in range(per_side):
-                pairs.append(_parse_pair_line(lines[row], f"{path}:{row + 1}", fold, same))
+                number, parts = lines[row]
+                pairs.append(_parse_pair_line(parts, f"{path}:{number}", fold, same))
                 row += 1
     return pairs
 
