@@ -454,6 +454,76 @@ def facenet_not_fetched(env: Env) -> Expect:
                        "--backbone-weights PATH"))
 
 
+# evaluate / calibrate / cache (the shipped example photos: no LFW needed) -------------------
+
+def _examples(env: Env, name: str = "examples") -> Path:
+    from siamface import examples
+
+    return _folder(env.tmp / name, [Path(examples.path(n)) for n in examples.names()])
+
+
+def evaluate_flat(env: Env) -> Expect:
+    out = env.tmp / "report"
+
+    def check(stdout: str, err: str) -> None:
+        assert (out / "report.html").is_file() and (out / "metrics.json").is_file()
+
+    return Expect(["evaluate", "--data", str(_examples(env)), "--layout", "flat", "--pairs", "4",
+                   "--out", str(out), "--cache", str(env.tmp / "c"), "--no-progress"], EXIT_OK,
+                  out=("accuracy",), check=check)
+
+
+def evaluate_one_unreadable(env: Env) -> Expect:
+    folder = _examples(env)
+    _broken(folder / "kofi_annan_3.jpg")
+    return Expect(["evaluate", "--data", str(folder), "--layout", "flat", "--pairs", "6",
+                   "--out", str(env.tmp / "r"), "--cache", str(env.tmp / "c"), "--no-progress"],
+                  EXIT_PARTIAL, err=("skipped", "unreadable"))
+
+
+def evaluate_missing_data(env: Env) -> Expect:
+    return Expect(["evaluate", "--data", str(env.tmp / "nowhere"), "--out", str(env.tmp / "r")],
+                  EXIT_BAD_INPUT, err=("error", "nowhere", "not found"))
+
+
+def evaluate_bad_flag(env: Env) -> Expect:
+    return Expect(["evaluate", "--data", ".", "--out", "r", "--pairs", "zero"], USAGE)
+
+
+def calibrate_flat(env: Env) -> Expect:
+    out = env.tmp / "calibrated.safetensors"
+
+    def check(stdout: str, err: str) -> None:
+        from siamface.checkpoint import read_checkpoint_info
+
+        info = read_checkpoint_info(out)
+        assert info.calibration["method"] == "accuracy" and info.calibration["pairs"] == 3
+
+    return Expect(["calibrate", "--data", str(_examples(env)), "--layout", "flat", "--pairs",
+                   "4", "--method", "accuracy", "--out", str(out), "--cache",
+                   str(env.tmp / "c"), "--no-progress"], EXIT_OK, out=("threshold",),
+                  check=check)
+
+
+def calibrate_wrong_suffix(env: Env) -> Expect:
+    return Expect(["calibrate", "--data", str(_examples(env)), "--out",
+                   str(env.tmp / "model.pt")], EXIT_BAD_INPUT, err=("error", ".safetensors"))
+
+
+def calibrate_bad_flag(env: Env) -> Expect:
+    return Expect(["calibrate", "--data", ".", "--out", "m.safetensors", "--method", "magic"],
+                  USAGE)
+
+
+def cache_info(env: Env) -> Expect:
+    return Expect(["cache", "info", "--cache", str(env.tmp / "empty")], EXIT_OK,
+                  out=("not created yet",))
+
+
+def cache_bad_action(env: Env) -> Expect:
+    return Expect(["cache", "purge"], USAGE)
+
+
 SLOW = {"train_tiny", "facenet_verify", "facenet_embed"}
 CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          verify_bad_flag,
@@ -465,7 +535,10 @@ CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          weights_list, weights_path, weights_path_unknown, weights_bad_action,
          weights_fetch_good, weights_fetch_wrong_sha256, weights_fetch_404,
          weights_fetch_unknown,
-         facenet_verify, facenet_embed, facenet_missing_weights_file, facenet_not_fetched]
+         facenet_verify, facenet_embed, facenet_missing_weights_file, facenet_not_fetched,
+         evaluate_flat, evaluate_one_unreadable, evaluate_missing_data, evaluate_bad_flag,
+         calibrate_flat, calibrate_wrong_suffix, calibrate_bad_flag,
+         cache_info, cache_bad_action]
 
 
 def test_every_command_is_covered():

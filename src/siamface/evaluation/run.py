@@ -29,6 +29,7 @@ from siamface.evaluation.result import Evaluation, SamplePair
 __all__ = ["EvaluationOptions", "evaluate", "pair_distances"]
 
 FARS = (1e-2, 1e-3)
+ALL_DISTORTED = "all distorted"  # the row pooling every distortion kind
 
 
 @dataclass
@@ -119,8 +120,11 @@ def verification_figures(d: np.ndarray, pairs: PairSet, threshold: float, *, n_b
 def _kind_table(d: np.ndarray, pairs: PairSet, embedded: EmbeddedImages, threshold: float,
                 n_boot: int, seed: int) -> dict[str, Any]:
     table = {}
-    for kind in sorted(set(pairs.kind), key=lambda k: (k != NO_KIND, k)):
-        mask = pairs.kind == kind
+    kinds = sorted(set(pairs.kind), key=lambda k: (k != NO_KIND, k))
+    masks = [(kind, pairs.kind == kind) for kind in kinds]
+    if len([k for k in kinds if k != NO_KIND]) >= 2:
+        masks.append((ALL_DISTORTED, pairs.kind != NO_KIND))
+    for kind, mask in masks:
         sub = pairs.subset(mask)
         row = verification_figures(d[mask], sub, threshold, n_boot=n_boot, seed=seed)
         row["detection_rate"] = float(embedded.detected[np.unique(sub.b)].mean())
