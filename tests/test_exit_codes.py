@@ -223,6 +223,39 @@ def verify_bad_flag(env: Env) -> Expect:
                   err=("--crop", "invalid choice", "diagonal"))
 
 
+def _pairs_file(env: Env, *lines: str) -> str:
+    path = env.tmp / "pairs.txt"
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def verify_pairs_good(env: Env) -> Expect:
+    """A list run is not one verdict: its NO MATCH line does not make the exit code 1."""
+    def check(out: str, err: str) -> None:
+        assert [line.split("  ")[0] for line in out.splitlines()] == ["MATCH", "NO MATCH"]
+
+    return Expect(["verify", "--pairs", _pairs_file(env, f"{env.a1}\t{env.a2}\tsame",
+                                                     f"{env.a1}\t{env.other}\tdifferent")],
+                  EXIT_OK, err=("accuracy 100.00%",), check=check)
+
+
+def verify_pairs_one_unreadable(env: Env) -> Expect:
+    return Expect(["verify", "--pairs", _pairs_file(env, f"{env.a1}\t{env.a2}",
+                                                     f"{env.a1}\t{env.broken}")],
+                  EXIT_PARTIAL, err=("1 of 2 pair(s) not scored", "pairs.txt:2", "broken.jpg"),
+                  out=("MATCH  ", "ERROR  -  ", "cannot read image"))
+
+
+def verify_pairs_malformed(env: Env) -> Expect:
+    return Expect(["verify", "--pairs", _pairs_file(env, f"{env.a1}\t{env.a2}", env.a1)],
+                  EXIT_BAD_INPUT, err=("error", "pairs.txt:2", "TAB-separated"))
+
+
+def verify_pairs_and_images(env: Env) -> Expect:
+    return Expect(["verify", env.a1, "--pairs", str(env.tmp / "pairs.txt")], USAGE,
+                  err=("usage", "--pairs FILE, not both"))
+
+
 # analyze --------------------------------------------------------------------------------------
 
 def analyze_good(env: Env) -> Expect:
@@ -527,6 +560,8 @@ def cache_bad_action(env: Env) -> Expect:
 SLOW = {"train_tiny", "facenet_verify", "facenet_embed"}
 CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          verify_bad_flag,
+         verify_pairs_good, verify_pairs_one_unreadable, verify_pairs_malformed,
+         verify_pairs_and_images,
          analyze_good, analyze_one_unreadable, analyze_only_unreadable, analyze_bad_flag,
          embed_good, embed_one_broken, embed_missing_folder, embed_bad_flag,
          prepare_good, prepare_one_broken, prepare_missing_folder, prepare_bad_flag,

@@ -34,6 +34,7 @@ from siamface.data.lfw import (
     read_view2,
 )
 from siamface.data.pairs import IndexPair, PairSampler, evaluation_pairs, index_lfw_pairs
+from siamface.data.pairs_file import PAIR_LABELS, ListedPair, PairList, read_pair_list
 from siamface.data.records import (
     GENDER_LABELS,
     GENDERS,
@@ -52,11 +53,14 @@ __all__ = [
     "GENDERS",
     "GENDER_LABELS",
     "LAYOUTS",
+    "PAIR_LABELS",
     "FaceDataset",
     "FaceRecord",
     "IndexPair",
     "LFWPair",
+    "ListedPair",
     "MPerPersonSampler",
+    "PairList",
     "PairSampler",
     "detect_layout",
     "distortion_tag",
@@ -80,6 +84,7 @@ __all__ = [
     "person_split",
     "read_genders_csv",
     "read_lfw_genders",
+    "read_pair_list",
     "read_pairs",
     "read_view1",
     "read_view2",
