@@ -557,6 +557,42 @@ def cache_bad_action(env: Env) -> Expect:
     return Expect(["cache", "purge"], USAGE)
 
 
+# identify -------------------------------------------------------------------------------------
+
+def _identify_folders(env: Env, broken: bool = False) -> tuple[Path, Path]:
+    gallery, probes = env.tmp / "gallery", env.tmp / "probes"
+    _folder(gallery / "Aaron_Peirsol", [env.face("Aaron_Peirsol", 1)])
+    _folder(gallery / "Ann_Veneman", [env.face("Ann_Veneman", 1)])
+    _folder(probes / "Aaron_Peirsol", [env.face("Aaron_Peirsol", 2)], broken=int(broken))
+    return gallery, probes
+
+
+def identify_good(env: Env) -> Expect:
+    gallery, probes = _identify_folders(env)
+    return Expect(["identify", "--gallery", str(gallery), "--probes", str(probes),
+                   "--cache", str(env.tmp / "cache"), "--no-progress"], EXIT_OK,
+                  out=("Top-1:", "100.00% (1/1)"))
+
+
+def identify_one_broken(env: Env) -> Expect:
+    gallery, probes = _identify_folders(env, broken=True)
+    return Expect(["identify", "--gallery", str(gallery), "--probes", str(probes),
+                   "--cache", str(env.tmp / "cache"), "--no-progress"], EXIT_PARTIAL,
+                  err=("1 image(s) skipped", "broken_0.jpg"), out=("Top-1:",))
+
+
+def identify_empty_gallery(env: Env) -> Expect:
+    (env.tmp / "empty").mkdir()
+    _, probes = _identify_folders(env)
+    return Expect(["identify", "--gallery", str(env.tmp / "empty"), "--probes", str(probes)],
+                  EXIT_BAD_INPUT, err=("error", "gallery folder", "has no images"))
+
+
+def identify_bad_flag(env: Env) -> Expect:
+    return Expect(["identify", "--gallery", str(env.tmp), "--probes", str(env.tmp),
+                   "--mode", "median"], USAGE, err=("--mode", "invalid choice", "median"))
+
+
 SLOW = {"train_tiny", "facenet_verify", "facenet_embed"}
 CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          verify_bad_flag,
@@ -573,7 +609,8 @@ CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          facenet_verify, facenet_embed, facenet_missing_weights_file, facenet_not_fetched,
          evaluate_flat, evaluate_one_unreadable, evaluate_missing_data, evaluate_bad_flag,
          calibrate_flat, calibrate_wrong_suffix, calibrate_bad_flag,
-         cache_info, cache_bad_action]
+         cache_info, cache_bad_action,
+         identify_good, identify_one_broken, identify_empty_gallery, identify_bad_flag]
 
 
 def test_every_command_is_covered():

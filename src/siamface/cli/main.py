@@ -16,6 +16,7 @@ COMMANDS = {
     "embed": "embed every image under a folder into an .npz file",
     "prepare": "detect and crop every image of a dataset into a crop cache",
     "distort": "write a deterministic distorted copy of a dataset",
+    "identify": "one-to-many: rank gallery persons for each probe image",
     "evaluate": "figures, dashboard and HTML report of a model on a dataset",
     "calibrate": "choose a verification threshold on a dataset and write a checkpoint copy",
     "cache": "where face crops and embeddings are cached; info or clear",
