@@ -138,11 +138,11 @@ def _kind_table(d: np.ndarray, pairs: PairSet, embedded: EmbeddedImages, thresho
 
 def _gender_figures(embedded: EmbeddedImages, rows: np.ndarray, truth: np.ndarray,
                     classes: tuple[str, str]) -> dict[str, Any] | None:
-    prob = embedded.gender_prob[rows]
-    known = (truth >= 0) & np.isfinite(prob)
+    prob, labels = embedded.gender_prob[rows], truth[rows]
+    known = (labels >= 0) & np.isfinite(prob)
     if not known.any():
         return None
-    report = M.gender_report(truth[known], prob[known], class_names=classes)
+    report = M.gender_report(labels[known], prob[known], class_names=classes)
     report["classes"] = list(classes)
     return report
 
