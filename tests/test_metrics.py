@@ -700,3 +700,20 @@ def test_group_error_rates_hand_checked_edge_cases():
         group_error_rates([0.1, 0.2], [1, 0], [1.0, np.nan], 0.5)
     with pytest.raises(ValueError, match="NaN"):
         group_error_rates([0.1, np.nan], [1, 0], ["a", "b"], 0.5)
+
+
+def test_tar_at_far_rate_equals_tar_at_far():
+    from siamface.metrics import tar_at_far_rate
+
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(4, 400))
+        d = np.round(rng.random(n), int(rng.integers(1, 4)))  # many ties
+        if trial % 3 == 0:
+            d[rng.random(n) < 0.1] = np.inf  # pairs without a verdict
+        s = rng.random(n) < 0.5
+        s[0], s[1] = True, False
+        if not np.isfinite(d).any():
+            continue
+        for far in (1e-3, 1e-2, 0.1, 0.25, 0.5, 0.99):
+            assert tar_at_far_rate(d, s, far) == tar_at_far(d, s, far)["tar"], (trial, far)

@@ -81,13 +81,22 @@ def find_images(folder: str | os.PathLike, *, recursive: bool = True,
     if not root.is_dir():
         state = "is not a folder" if root.exists() else "does not exist"
         raise DatasetError(f"image folder {root} {state}; pass the folder that holds the images")
-    found: list[Path] = []
-    for current, dirs, files in os.walk(root):
-        dirs[:] = [] if not recursive else sorted(
-            d for d in dirs if not d.startswith(".") and d not in skip_dirs)
-        found.extend(Path(current, name) for name in files
-                     if is_image_file(name) and os.path.isfile(os.path.join(current, name)))
-    return sorted(found)
+    found: list[str] = []
+    _scan(os.fspath(root), recursive, skip_dirs, found)
+    return sorted(map(Path, found))
+
+
+def _scan(folder: str, recursive: bool, skip_dirs: tuple[str, ...], found: list[str]) -> None:
+    # os.scandir knows each entry's type without a stat per file (LFW: 5,749 folders)
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):  # as os.walk: no symlinked folders
+                if recursive and entry.name not in skip_dirs:
+                    _scan(entry.path, recursive, skip_dirs, found)
+            elif is_image_file(entry.name) and entry.is_file():
+                found.append(entry.path)
 
 
 def describe_source(source: object) -> str:

@@ -44,6 +44,7 @@ __all__ = [
     "roc_auc",
     "roc_curve",
     "tar_at_far",
+    "tar_at_far_rate",
     "threshold_sweep",
     "verification_accuracy",
     "youden_threshold",
@@ -256,6 +257,23 @@ def tar_at_far(distances: Any, same: Any, far: float) -> dict[str, Any]:
         "impostors": int(n_neg),
         "few_false_accepts": false_accepts < FEW_FALSE_ACCEPTS,
     }
+
+
+def tar_at_far_rate(distances: Any, same: Any, far: float) -> float:
+    """``tar_at_far(distances, same, far)["tar"]`` in linear time (a partition instead of a
+    sort), for bootstrap resamples: with ``k`` the most impostors ``far`` allows, the chosen
+    sweep threshold accepts exactly the genuine pairs closer than the (k+1)-th closest
+    impostor."""
+    far = _check_far(far)
+    d, s = _check_pairs(distances, same)
+    impostors, genuine = d[~s], d[s]
+    k = int(np.floor(far * impostors.size))
+    while (k + 1) / impostors.size <= far:  # the float test tar_at_far applies
+        k += 1
+    while k > 0 and k / impostors.size > far:
+        k -= 1
+    bound = np.partition(impostors, k)[k]
+    return float(np.count_nonzero(genuine < bound) / genuine.size)
 
 
 def far_threshold(distances: Any, same: Any, far: float = DEFAULT_FAR) -> float:

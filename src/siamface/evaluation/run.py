@@ -103,7 +103,7 @@ def verification_figures(d: np.ndarray, pairs: PairSet, threshold: float, *, n_b
     out["tar_at_far"] = {}
     for far in FARS:
         row = dict(M.tar_at_far(d, same, far))
-        row["ci"] = _ci(lambda dd, ss, _f=far: M.tar_at_far(dd, ss, _f)["tar"],
+        row["ci"] = _ci(lambda dd, ss, _f=far: M.tar_at_far_rate(dd, ss, _f),
                         pairs, (d, same), n_boot, seed)
         out["tar_at_far"][f"{far:.0e}"] = row
     k = None
