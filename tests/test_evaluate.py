@@ -78,7 +78,7 @@ def test_evaluate_reads_a_zip(tmp_path, capsys):
     with zipfile.ZipFile(archive, "w") as zf:
         for image in sorted(data.iterdir()):
             zf.write(image, f"faces/{image.name}")
-    code, out, err = _evaluate(["--data", str(archive), "--layout", "flat", "--pairs", "4",
+    code, _, err = _evaluate(["--data", str(archive), "--layout", "flat", "--pairs", "4",
                                 "--out", str(tmp_path / "out"), "--cache",
                                 str(tmp_path / "cache")], capsys)
     assert code == EXIT_OK, err
@@ -161,7 +161,7 @@ def _lfw_subset_pairs(lfw: Path, path: Path, per_fold: int = 10, folds: int = 2)
     """The first ``per_fold`` matched and mismatched pairs of the first ``folds`` folds of
     pairs.txt, as a pairs file in the same format."""
     lines = (lfw / "pairs.txt").read_text().splitlines()
-    header_folds, n = (int(v) for v in lines[0].split())
+    n = int(lines[0].split()[1])
     out = [f"{folds}\t{per_fold}"]
     for fold in range(folds):
         start = 1 + fold * 2 * n

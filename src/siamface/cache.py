@@ -66,8 +66,8 @@ __all__ = [
     "CropPipeline",
     "FillResult",
     "PrepareReport",
-    "fill_cache",
     "data_cache_dir",
+    "fill_cache",
     "params_hash",
     "prepare",
 ]

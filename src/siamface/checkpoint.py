@@ -266,7 +266,7 @@ def with_threshold(
     info = read_checkpoint_info(source)
     try:
         with safe_open(str(source), framework="pt") as handle:
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except SafetensorError as exc:
         raise CheckpointError(f"{source}: corrupt tensor data ({exc})") from exc
     new = CheckpointInfo(**{**info.__dict__, "threshold": float(threshold),

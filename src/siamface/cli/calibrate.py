@@ -39,10 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from siamface.errors import ConfigError
     from siamface.evaluation.calibrate import calibrate, save_calibrated
     from siamface.evaluation.data import open_evaluation_data
-
-    from siamface.errors import ConfigError
 
     if Path(args.out).suffix != ".safetensors":
         raise ConfigError(f"--out {args.out}: a checkpoint file name ends in .safetensors")
@@ -62,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} (threshold source: {info.threshold_source})")
     skipped = list(data.skipped_lines)
     if result.record["pairs_without_verdict"]:
-        skipped.append((str(args.data), f"{result.record['pairs_without_verdict']} pair(s) "
-                        "without a face in both images were left out"))
+        skipped.append((str(args.data), (f"{result.record['pairs_without_verdict']} pair(s) "
+                                         "without a face in both images were left out")))
     return report_skipped("calibrate", skipped, "input")

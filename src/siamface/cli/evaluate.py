@@ -100,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
     skipped = list(data.skipped_lines)
     counts = evaluation.metrics["data"]
     if counts["images_without_face"] or counts["images_unreadable"]:
-        skipped.append((str(args.data), f"{counts['images_without_face']} image(s) without a "
-                        f"face and {counts['images_unreadable']} unreadable (their pairs have "
-                        "no verdict and count as NO MATCH)"))
+        skipped.append((str(args.data), (
+            f"{counts['images_without_face']} image(s) without a face and "
+            f"{counts['images_unreadable']} unreadable (their pairs have no verdict and count "
+            "as NO MATCH)")))
     return report_skipped("evaluate", skipped, "input")
 
 

@@ -77,8 +77,8 @@ class EmbeddingStore:
         if self._rows is None:
             self._rows = {}
             for part in sorted(self.folder.glob("part-*.npz")):
-                with contextlib.suppress(OSError, ValueError, KeyError):  # a torn or foreign file
-                    with np.load(part, allow_pickle=False) as data:
+                with contextlib.suppress(OSError, ValueError, KeyError), \
+                        np.load(part, allow_pickle=False) as data:  # a torn file is skipped
                         for key, emb, logit in zip(data["keys"], data["embeddings"],
                                                    data["logits"]):
                             self._rows[str(key)] = (emb, float(logit))
