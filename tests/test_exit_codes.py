@@ -16,6 +16,7 @@ import hashlib
 import http.server
 import json
 import shutil
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -593,6 +594,30 @@ def identify_bad_flag(env: Env) -> Expect:
                    "--mode", "median"], USAGE, err=("--mode", "invalid choice", "median"))
 
 
+# serve (each fails before binding a port or loading a model) ---------------------------------
+
+def serve_missing_model(env: Env) -> Expect:
+    return Expect(["serve", "--no-ui", "--port", "0", "--model",
+                   str(env.tmp / "no-such-model.safetensors")], EXIT_BAD_INPUT,
+                  err=("error", "no-such-model.safetensors", "does not exist"))
+
+
+def serve_missing_allow_path(env: Env) -> Expect:
+    return Expect(["serve", "--no-ui", "--port", "0", "--allow-path", str(env.tmp / "nowhere")],
+                  EXIT_BAD_INPUT, err=("error", "--allow-path", "nowhere", "not a folder"))
+
+
+def serve_without_web_extra(env: Env) -> Expect:
+    env.monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn raises ImportError
+    return Expect(["serve", "--no-ui", "--port", "0"], EXIT_BAD_INPUT,
+                  err=("error", "uvicorn", "pip install 'siamface[web]'"))
+
+
+def serve_bad_flag(env: Env) -> Expect:
+    return Expect(["serve", "--port", "0", "--queue-size", "0"], USAGE,
+                  err=("--queue-size", "expected a whole number >= 1"))
+
+
 SLOW = {"train_tiny", "facenet_verify", "facenet_embed"}
 CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          verify_bad_flag,
@@ -610,7 +635,8 @@ CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          evaluate_flat, evaluate_one_unreadable, evaluate_missing_data, evaluate_bad_flag,
          calibrate_flat, calibrate_wrong_suffix, calibrate_bad_flag,
          cache_info, cache_bad_action,
-         identify_good, identify_one_broken, identify_empty_gallery, identify_bad_flag]
+         identify_good, identify_one_broken, identify_empty_gallery, identify_bad_flag,
+         serve_missing_model, serve_missing_allow_path, serve_without_web_extra, serve_bad_flag]
 
 
 def test_every_command_is_covered():

@@ -59,6 +59,7 @@ class ServeConfig:
     retry_after_s: int = 2
     device: str = "cpu"
     ui: bool = True  # mount the Gradio UI at / (when gradio is importable)
+    allowed_hosts: list[str] | None = None  # Host header names answered (None: any)
 
     def __post_init__(self) -> None:
         from siamface.errors import ConfigError
