@@ -46,6 +46,7 @@ __all__ = [
     "CheckpointRefusedError",
     "ModelExistsError",
     "NoFace",
+    "TooManyFilesError",
     "UnsupportedTypeError",
     "add_model",
     "analyze",
@@ -70,6 +71,10 @@ class UnsupportedTypeError(ImageDecodeError):
 class CheckpointRefusedError(CheckpointError):
     """An uploaded model file that is not a siamface safetensors checkpoint (a pickle, a
     torch ``.pt``/``.pth``, a Keras ``.h5``...): refused without being read as one."""
+
+
+class TooManyFilesError(ConfigError):
+    """More files in one call than ``max_files`` (the API answers 413 too_many_files)."""
 
 
 class ModelExistsError(CheckpointError):
@@ -181,7 +186,7 @@ def embed(state, images: Sequence[ImageArg], *, model: str | None = None,
     for an absent face, or :class:`NoFace` with ``require_face``)."""
     images = list(images)
     if len(images) > state.config.max_files:
-        raise ConfigError(f"{len(images)} images is more than the limit of "
+        raise TooManyFilesError(f"{len(images)} images is more than the limit of "
                           f"{state.config.max_files} per request")
 
     def work():
@@ -216,6 +221,8 @@ def _images_folder(state, source: bytes | str | os.PathLike, what: str) -> Itera
     ``--allow-path`` root. A zip holding one top folder is read from inside it."""
     from siamface.archive import extract_images_zip
 
+    limits = {"max_members": state.config.max_zip_members,
+              "max_total_bytes": state.config.max_zip_bytes}
     with contextlib.ExitStack() as stack:
         if isinstance(source, (bytes, bytearray, memoryview)):
             if not bytes(source[:4]).startswith(b"PK"):
@@ -225,11 +232,11 @@ def _images_folder(state, source: bytes | str | os.PathLike, what: str) -> Itera
             fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(source)
-            root = stack.enter_context(extract_images_zip(archive, dir=tmp))
+            root = stack.enter_context(extract_images_zip(archive, dir=tmp, **limits))
         else:
             path = state.check_path(source)
             if path.is_file() and path.suffix.lower() == ".zip":
-                root = stack.enter_context(extract_images_zip(path))
+                root = stack.enter_context(extract_images_zip(path, **limits))
             elif path.is_dir():
                 root = path
             else:
@@ -257,7 +264,7 @@ def identify(state, gallery_zip: bytes | str | os.PathLike, probes: Sequence[Ima
     if not probes:
         raise ConfigError("no probe images given; send at least one")
     if len(probes) > state.config.max_files:
-        raise ConfigError(f"{len(probes)} probe images is more than the limit of "
+        raise TooManyFilesError(f"{len(probes)} probe images is more than the limit of "
                           f"{state.config.max_files} per request")
     if not isinstance(k, int) or k < 1:
         raise ConfigError(f"k must be a whole number >= 1, got {k!r}")

@@ -139,6 +139,8 @@ def _siamface_error(exc: Exception) -> ApiError:
         return ApiError(400, "bad_checkpoint", text)
     if isinstance(exc, (UnsafeArchiveError, DatasetError)):
         return ApiError(400, "bad_archive", text)
+    if isinstance(exc, actions.TooManyFilesError):
+        return ApiError(413, "too_many_files", text)
     if isinstance(exc, (ConfigError, UnknownNameError)):
         return ApiError(422, "invalid_request", text)
     return ApiError(400, "bad_request", text)

@@ -54,6 +54,8 @@ class ServeConfig:
     max_request_bytes: int = 25 * 2**20
     max_files: int = 16
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_zip_members: int = 5_000  # an uploaded or named zip: members, and bytes once expanded
+    max_zip_bytes: int = 512 * 2**20
     queue_size: int = 8  # inference requests admitted at once (running + waiting)
     inference_threads: int = 1
     retry_after_s: int = 2
@@ -69,7 +71,8 @@ class ServeConfig:
         if self.models_dir is not None:
             self.models_dir = Path(self.models_dir)
         self.allow_paths = [Path(p) for p in self.allow_paths]
-        for name in ("max_request_bytes", "max_files", "max_pixels", "queue_size",
+        for name in ("max_request_bytes", "max_files", "max_pixels", "max_zip_members",
+                     "max_zip_bytes", "queue_size",
                      "inference_threads", "retry_after_s"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
