@@ -31,19 +31,23 @@ colours, gradients, patterns, blobs, tiny images, scikit-learn's two photos and 
 359/364 misses (98.6%) pass and 590/599 non-faces (98.5%) are rejected at 0.039; no cut-off
 reaches 99% on both. All 3,000 clean LFW images pass.
 
-The module is pure: it reads no files but the MTCNN weights and writes nothing.
+The module is pure: it reads no files but the MTCNN weights and writes nothing. Everything but
+the network calls is numpy; :class:`siamface.ort.OnnxFacePresence` runs the same code with
+the networks in ONNX Runtime.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
 
-from siamface.detect.boxes import integral_images, resample_crops
-from siamface.detect.nets import ONet, RNet, load_networks
+from siamface.detect.cascade import integral_images, resample_crops
+
+if TYPE_CHECKING:
+    from siamface.detect.nets import ONet, RNet
 
 __all__ = ["AGGREGATES", "DEFAULT_CUTOFF", "DEFAULT_WINDOWS", "FacePresence", "grid_windows"]
 
@@ -85,24 +89,30 @@ def _check_image(image: object, index: int) -> np.ndarray:
     return image
 
 
-def _chunked(net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    parts = [net(x[i:i + _CROPS_PER_CALL]) for i in range(0, x.shape[0], _CROPS_PER_CALL)]
-    return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+def _chunked(net: Any, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A torch network on float32 crops in chunks of ``_CROPS_PER_CALL``, numpy outputs."""
+    import torch
+
+    t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        parts = [net(t[i:i + _CROPS_PER_CALL]) for i in range(0, t.shape[0], _CROPS_PER_CALL)]
+        return tuple(torch.cat(p).numpy() for p in zip(*parts, strict=True))
 
 
-def _raise_contrast(x: torch.Tensor) -> torch.Tensor:
+def _raise_contrast(x: np.ndarray) -> np.ndarray:
     """Normalised crops (N, 3, S, S) minus their mean (over all channels), times
     clamp(CONTRAST_TARGET / std, 1, CONTRAST_GAIN), clipped to O-Net's input range."""
     flat = x.reshape(x.shape[0], -1)
-    mean, std = flat.mean(1), flat.std(1)
-    gain = (CONTRAST_TARGET / std.clamp_min(_EPS)).clamp(1.0, CONTRAST_GAIN)
+    mean, std = flat.mean(1), flat.std(1, ddof=1)
+    gain = np.clip(np.float32(CONTRAST_TARGET) / np.maximum(std, np.float32(_EPS)),
+                   1.0, CONTRAST_GAIN).astype(np.float32)
     out = (x - mean[:, None, None, None]) * gain[:, None, None, None]
-    return out.clamp_(-1.0, 1.0).contiguous(memory_format=torch.channels_last)
+    return np.clip(out, -1.0, 1.0)
 
 
-def _logit(p: torch.Tensor) -> torch.Tensor:
-    p = p.double().clamp(_EPS, 1 - _EPS)
-    return torch.log(p) - torch.log1p(-p)
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
 
 
 class FacePresence:
@@ -150,14 +160,26 @@ class FacePresence:
     @property
     def onet(self) -> ONet:
         if self._onet is None:
+            from siamface.detect.nets import load_networks
+
             self._onet = load_networks()[2]
         return self._onet
 
     @property
     def rnet(self) -> RNet:
         if self._rnet is None:
+            from siamface.detect.nets import load_networks
+
             self._rnet = load_networks()[1]
         return self._rnet
+
+    def run_onet(self, x: np.ndarray) -> np.ndarray:
+        """O-Net's face probability (N,) of float32 48x48 crops (N, 3, 48, 48)."""
+        return _chunked(self.onet, x)[2]
+
+    def run_rnet(self, x: np.ndarray) -> np.ndarray:
+        """R-Net's face probability (N,) of float32 24x24 crops (N, 3, 24, 24)."""
+        return _chunked(self.rnet, x)[1]
 
     def window_boxes(self, height: int, width: int) -> np.ndarray:
         """The windows of an image of that size: (K, 4) int64 x0, y0, x1, y1, half-open, in
@@ -168,9 +190,9 @@ class FacePresence:
         y0 = np.round(height / 2 + self.windows[:, 2] * short - side / 2)
         return np.stack([x0, y0, x0 + side, y0 + side], axis=1).astype(np.int64)
 
-    def _region(self, image: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """The part of ``image`` the windows cover (shrunk when long) as a (3, h, w) uint8
-        tensor, and the windows in its pixels."""
+    def _region(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The part of ``image`` the windows cover (shrunk when long) as an (h, w, 3) uint8
+        array, and the windows in its pixels."""
         h, w = image.shape[:2]
         boxes = self.window_boxes(h, w)
         left, top = int(np.clip(boxes[:, 0].min(), 0, w - 1)), int(np.clip(boxes[:, 1].min(),
@@ -186,24 +208,22 @@ class FacePresence:
             region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
             boxes = np.round(boxes * np.array([fx, fy, fx, fy])).astype(np.int64)
             boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
-        tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)
-        return tensor, boxes
+        return region, boxes
 
-    def crops(self, images: Sequence[np.ndarray], size: int = 48) -> torch.Tensor:
+    def crops(self, images: Sequence[np.ndarray], size: int = 48) -> np.ndarray:
         """The network input: (N * K, 3, size, size) float32 crops of the K windows of every
         image, normalised as MTCNN does (and contrast-raised when ``contrast``)."""
         regions = [self._region(_check_image(im, i)) for i, im in enumerate(images)]
         if not regions:
-            return torch.zeros(0, 3, size, size)
-        tensors = [r[0] for r in regions]
-        table, meta = integral_images(tensors)
-        sizes = torch.tensor([tuple(t.shape[1:]) for t in tensors], dtype=torch.long)
-        boxes = torch.from_numpy(np.concatenate([r[1] for r in regions]))
-        index = torch.arange(len(regions)).repeat_interleave(len(self.windows))
+            return np.zeros((0, 3, size, size), np.float32)
+        arrays = [r[0] for r in regions]
+        table, meta = integral_images(arrays)
+        sizes = np.array([a.shape[:2] for a in arrays], dtype=np.int64)
+        boxes = np.concatenate([r[1] for r in regions])
+        index = np.repeat(np.arange(len(regions)), len(self.windows))
         x = resample_crops(table, meta, index, boxes, size, sizes, _MEAN, _SCALE)
         return _raise_contrast(x) if self.contrast else x
 
-    @torch.inference_mode()
     def window_logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(N, K) float64 face logit of each window of each image."""
         images = list(images)
@@ -212,10 +232,10 @@ class FacePresence:
         out = [np.zeros((0, k))]
         for start in range(0, len(images), per_step):
             chunk = images[start:start + per_step]
-            z = _logit(_chunked(self.onet, self.crops(chunk, 48))[2])
+            z = _logit(self.run_onet(self.crops(chunk, 48)))
             if self.use_rnet:
-                z = (z + _logit(_chunked(self.rnet, self.crops(chunk, 24))[1])) / 2
-            out.append(z.reshape(len(chunk), k).numpy())
+                z = (z + _logit(self.run_rnet(self.crops(chunk, 24)))) / 2
+            out.append(z.reshape(len(chunk), k))
         return np.concatenate(out)
 
     def score_many(self, images: Sequence[np.ndarray]) -> np.ndarray:
