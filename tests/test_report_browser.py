@@ -9,42 +9,24 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from _browser import chromium
 from _report_helpers import HOSTILE, build_evaluation
 from siamface import examples
 from siamface.report import SECTION_IDS, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / ".artifacts"
-CHROMIUM = Path(os.environ.get("SIAMFACE_CHROMIUM", "/usr/lib/chromium/chromium"))
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("SIAMFACE_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (SIAMFACE_REQUIRE_BROWSER=1: browser tests are mandatory)")
-    pytest.skip(f"{reason}; set SIAMFACE_REQUIRE_BROWSER=1 to make this a failure")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _unavailable(f"playwright is not importable ({exc}); pip install 'playwright>=1.40'")
-    if not CHROMIUM.is_file():
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set "
-                     "SIAMFACE_CHROMIUM)")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            yield instance
-        finally:
-            instance.close()
+    with chromium() as instance:
+        yield instance
 
 
 def open_report(browser, report: Path, screenshot: Path | None = None) -> dict:
