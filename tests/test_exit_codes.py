@@ -618,7 +618,42 @@ def serve_bad_flag(env: Env) -> Expect:
                   err=("--queue-size", "expected a whole number >= 1"))
 
 
-SLOW = {"train_tiny", "facenet_verify", "facenet_embed"}
+# export / --runtime onnx -----------------------------------------------------------------------
+
+def export_good(env: Env) -> Expect:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    out = env.tmp / "onnx"
+    return Expect(["export", "--format", "onnx", "--out", str(out)], EXIT_OK, out=(str(out),),
+                  check=lambda o, e: (out / "model.onnx").is_file())
+
+
+def export_no_onnx_path(env: Env) -> Expect:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from _onnx_helpers import rewrite_checkpoint
+    from siamface.service import default_model_path
+
+    ckpt = rewrite_checkpoint(default_model_path(), env.tmp / "facenet.safetensors",
+                              lambda m: m["backbone"].update(name="facenet"))
+    return Expect(["export", "--format", "onnx", "--model", str(ckpt)], EXIT_BAD_INPUT,
+                  err=("error", "backbone 'facenet' has no ONNX export path"))
+
+
+def export_int8_without_calibration(env: Env) -> Expect:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    return Expect(["export", "--format", "onnx", "--int8", "--out", str(env.tmp)],
+                  EXIT_BAD_INPUT, err=("error", "--int8", "--calibration DIR"))
+
+
+def export_bad_format(env: Env) -> Expect:
+    return Expect(["export", "--format", "tflite"], USAGE, err=("invalid choice", "tflite"))
+
+
+def verify_onnx_not_exported(env: Env) -> Expect:
+    return Expect(["verify", "--runtime", "onnx", env.a1, env.a2], EXIT_BAD_INPUT,
+                  err=("error", "no ONNX export", "siamface export --format onnx --with-detector"))
+
+
+SLOW = {"train_tiny", "facenet_verify", "facenet_embed", "export_good"}
 CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          verify_bad_flag,
          verify_pairs_good, verify_pairs_one_unreadable, verify_pairs_malformed,
@@ -636,7 +671,9 @@ CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          calibrate_flat, calibrate_wrong_suffix, calibrate_bad_flag,
          cache_info, cache_bad_action,
          identify_good, identify_one_broken, identify_empty_gallery, identify_bad_flag,
-         serve_missing_model, serve_missing_allow_path, serve_without_web_extra, serve_bad_flag]
+         serve_missing_model, serve_missing_allow_path, serve_without_web_extra, serve_bad_flag,
+         export_good, export_no_onnx_path, export_int8_without_calibration, export_bad_format,
+         verify_onnx_not_exported]
 
 
 def test_every_command_is_covered():

@@ -13,15 +13,16 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from siamface._atomic import atomic_path
 from siamface.errors import CheckpointError
-from siamface.model import HeadConfig, SiameseMultiTask
+from siamface.heads import HeadConfig
+
+if TYPE_CHECKING:  # torch is imported where tensors are: reading metadata needs none
+    from siamface.model import SiameseMultiTask
 
 __all__ = [
     "FORMAT_NAME",
@@ -39,6 +40,13 @@ FORMAT_NAME = "siamface-checkpoint"
 # their mirror image); a reader of version 1 would ignore it and mis-threshold, so it refuses.
 FORMAT_VERSION = 2
 META_KEY = "siamface"
+
+
+def save_file(tensors: dict[str, Any], filename: str, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file``, imported on first use (it imports torch)."""
+    from safetensors.torch import save_file as _save_file
+
+    _save_file(tensors, filename, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,7 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint {source} does not exist")
     try:
-        with safe_open(source, framework="pt") as handle:
+        with safe_open(source, framework="numpy") as handle:  # "pt" would import torch
             raw = (handle.metadata() or {}).get(META_KEY)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{source} is not a readable safetensors file ({exc})") from exc
@@ -213,7 +221,10 @@ def load_checkpoint(
     ``backbone``: refuse a checkpoint made for another backbone. The model is returned only when
     every stored tensor matched by name and shape, so nothing is ever half-loaded.
     """
+    import torch
+
     from siamface.backbones import create_backbone
+    from siamface.model import SiameseMultiTask
 
     info = read_checkpoint_info(path)
     if backbone is not None and backbone != info.backbone:

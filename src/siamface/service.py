@@ -9,17 +9,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from siamface.checkpoint import CheckpointInfo, load_checkpoint
 from siamface.errors import CheckpointError, ConfigError, ImageDecodeError, NoFaceError
 from siamface.io import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
 
+if TYPE_CHECKING:  # torch is imported on first use: the onnx runtime never imports it
+    import torch
+
 __all__ = [
     "DEFAULT_BACKBONE",
+    "RUNTIMES",
     "VERIFY_STATUSES",
     "EmbedReport",
     "FaceResult",
@@ -34,6 +37,7 @@ __all__ = [
 
 DEFAULT_BACKBONE = "dlib-resnet"
 DEFAULT_MODEL_FILE = "default-dlib-resnet.safetensors"
+RUNTIMES = ("torch", "onnx", "onnx-int8")  # onnx*: siamface.ort, without torch
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,8 @@ class FaceService:
              select: str | None = None, flip: bool | None = None, device: str = "cpu",
              backbone: str | None = None, backbone_weights: str | None = None,
              batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
-             fallback_policy: str | None = None) -> FaceService:
+             fallback_policy: str | None = None, runtime: str = "torch",
+             onnx_dir: str | os.PathLike | None = None) -> FaceService:
         """Load a checkpoint (the shipped default when ``path`` is None).
 
         ``backbone`` without ``path``: that backbone's pretrained embeddings with its default
@@ -189,8 +194,23 @@ class FaceService:
         checkpoint's threshold was calibrated that way). Images with more than ``max_pixels``
         pixels are refused from their header, before decoding. ``fallback_policy`` (auto,
         always, never; default auto) decides whether a centre crop of an image in which no
-        face was detected is used as a face (see :mod:`siamface.faces`).
+        face was detected is used as a face (see :mod:`siamface.faces`). ``runtime="onnx"``
+        runs the checkpoint's ONNX export (``siamface export --format onnx``; found in
+        ``onnx_dir`` or the export cache) with ONNX Runtime and never imports torch (see
+        :mod:`siamface.ort`).
         """
+        if runtime != "torch":
+            if runtime not in RUNTIMES:
+                from siamface.errors import UnknownNameError
+
+                raise UnknownNameError("runtime", runtime, RUNTIMES)
+            from siamface.ort import OnnxFaceService
+
+            return OnnxFaceService.load(
+                path, crop=crop, select=select, flip=flip, device=device, backbone=backbone,
+                backbone_weights=backbone_weights, batch_size=batch_size,
+                max_pixels=max_pixels, fallback_policy=fallback_policy, onnx_dir=onnx_dir,
+                runtime=runtime)
         check_device(device)
         ckpt = None
         if path is None and backbone is not None:
@@ -257,9 +277,16 @@ class FaceService:
         return self.info.head.gender_classes
 
     # core ---------------------------------------------------------------------------------
-    @torch.inference_mode()
     def _run_chips(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and gender logits for uint8 chips (N, S, S, 3), in batches."""
+        import torch
+
+        with torch.inference_mode():
+            return self._run_chips_torch(chips)
+
+    def _run_chips_torch(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         embeddings, logits = [], []
         backbone = self.model.backbone
         for start in range(0, len(chips), self.batch_size):
@@ -447,6 +474,8 @@ def pipeline_for(path: str | os.PathLike | None = None, *, backbone: str | None 
 
 def check_device(device: str | torch.device) -> torch.device:
     """A usable torch device, or a :class:`ConfigError` saying why not."""
+    import torch
+
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:

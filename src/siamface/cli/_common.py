@@ -71,6 +71,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="average each face with its mirror image (default: as the model "
                              "was calibrated)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--runtime", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                        help="torch (default), or the model's ONNX export run by ONNX Runtime "
+                             "without torch (made by `siamface export --format onnx "
+                             "--with-detector`; onnx-int8: its --int8 model)")
+    parser.add_argument("--onnx-dir", metavar="DIR", default=None,
+                        help="with --runtime onnx: the export folder (default: the export "
+                             "cache)")
 
 
 def load_service(args: argparse.Namespace):
@@ -79,7 +86,9 @@ def load_service(args: argparse.Namespace):
     return load(args.model, crop=args.crop, select=args.select, flip=args.flip,
                 device=args.device, backbone=args.backbone,
                 backbone_weights=args.backbone_weights, max_pixels=args.max_pixels,
-                fallback_policy=args.fallback_policy)
+                fallback_policy=args.fallback_policy,
+                runtime=getattr(args, "runtime", "torch"),
+                onnx_dir=getattr(args, "onnx_dir", None))
 
 
 def print_json(data: Any) -> None:

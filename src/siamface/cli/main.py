@@ -22,6 +22,7 @@ COMMANDS = {
     "cache": "where face crops and embeddings are cached; info or clear",
     "train": "two-stage training of the heads and the top backbone layers",
     "weights": "list, locate or explicitly download backbone weights",
+    "export": "export a model (and MTCNN) to ONNX for --runtime onnx",
     "serve": "web app and REST API (needs the web extra)",
 }
 

@@ -37,6 +37,7 @@ __all__ = [
     "pyramid_scales",
     "regress_boxes",
     "resample_crops",
+    "sigmoid",
     "square_boxes",
     "stacked_integral",
 ]
@@ -44,6 +45,13 @@ __all__ = [
 NmsMode = Literal["union", "min"]
 MEAN = 127.5
 SCALE = 0.0078125  # 1 / 128
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Face probabilities (float64) of the networks' face logits. The detector thresholds and
+    ranks these rather than the networks' own float32 probabilities, which tie near 1 (two
+    candidates 1.2e-7 apart in float32 in one runtime are equal in the other)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
 
 
 # --- box math --------------------------------------------------------------------------------
@@ -353,16 +361,16 @@ class Cascade:
 
     # the networks: float32 (N, 3, S, S) inputs, numpy outputs ---------------------------------
     def run_pnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Box regression (N, 4, H', W') and face probability (N, H', W') of P-Net."""
+        """Box regression (N, 4, H', W') and face logit (N, H', W') of P-Net."""
         raise NotImplementedError
 
     def run_rnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Box regression (N, 4) and face probability (N,) of R-Net on 24x24 crops."""
+        """Box regression (N, 4) and face logit (N,) of R-Net on 24x24 crops."""
         raise NotImplementedError
 
     def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Box regression (N, 4), landmarks (N, 10) and face probability (N,) of O-Net on
-        48x48 crops."""
+        """Box regression (N, 4), landmarks (N, 10) and face logit (N,) of O-Net on 48x48
+        crops."""
         raise NotImplementedError
 
     # detection ------------------------------------------------------------------------------
@@ -450,9 +458,9 @@ class Cascade:
             for scale in pyramid_scales(height, width, self.min_face_size, self.factor):
                 x = area_pool(table, int(height * scale + 1), int(width * scale + 1),
                               MEAN, SCALE)
-                reg, prob = self.run_pnet(x)
+                reg, logit = self.run_pnet(x)
                 boxes, scores, offsets, local = proposal_boxes(
-                    reg, prob, scale, self.thresholds[0])
+                    reg, sigmoid(logit), scale, self.thresholds[0])
                 # NMS within each image at this level (one call: padded per-image blocks).
                 keep = nms(boxes, scores, 0.5, groups=local)
                 all_boxes.append(boxes[keep])
@@ -460,7 +468,7 @@ class Cascade:
                 all_offsets.append(offsets[keep])
                 all_images.append(members_a[local[keep]])
         if not all_boxes:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), tables
+            return np.zeros((0, 4)), np.zeros(0, np.int64), tables
         boxes = np.concatenate(all_boxes)
         scores = np.concatenate(all_scores)
         offsets = np.concatenate(all_offsets)
@@ -482,7 +490,8 @@ class Cascade:
         """Stage 2: R-Net on 24x24 crops of all candidates; refined squared boxes."""
         if len(boxes) == 0:
             return boxes, image_index
-        offsets, scores = self.run_rnet(self._crops(crops, image_index, boxes, 24))
+        offsets, logit = self.run_rnet(self._crops(crops, image_index, boxes, 24))
+        scores = sigmoid(logit)
         passed = scores > self.thresholds[1]
         boxes, scores, offsets = boxes[passed], scores[passed], offsets[passed]
         image_index = image_index[passed]
@@ -495,9 +504,9 @@ class Cascade:
         """Stage 3: O-Net on 48x48 crops; final boxes, scores, landmarks (N, 5, 2), image
         index, ordered by image then decreasing score."""
         if len(boxes) == 0:
-            return (boxes, np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32),
-                    image_index)
-        offsets, marks, scores = self.run_onet(self._crops(crops, image_index, boxes, 48))
+            return boxes, np.zeros(0), np.zeros((0, 5, 2)), image_index
+        offsets, marks, logit = self.run_onet(self._crops(crops, image_index, boxes, 48))
+        scores = sigmoid(logit)
         passed = scores > self.thresholds[2]
         boxes, scores, offsets, marks = boxes[passed], scores[passed], offsets[passed], marks[passed]
         image_index = image_index[passed]

@@ -12,7 +12,7 @@ classified in cache-sized chunks. Everything but the network calls is the numpy 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ _CROPS_PER_CALL = (128, 32)
 _PNET_PIXELS_PER_CALL = 120_000
 
 
-def _chunked(net: torch.nn.Module, x: np.ndarray, chunk: int) -> tuple[np.ndarray, ...]:
+def _chunked(net: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], x: np.ndarray,
+             chunk: int) -> tuple[np.ndarray, ...]:
     """``net(x)`` in chunks of ``chunk`` along the batch (channels-last float32 tensors),
     outputs concatenated as numpy arrays."""
     t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
@@ -66,10 +67,10 @@ class MTCNN(Cascade):
 
     def run_pnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         per_call = max(1, _PNET_PIXELS_PER_CALL // (x.shape[2] * x.shape[3]))
-        return _chunked(self.pnet, x, per_call)  # type: ignore[return-value]
+        return _chunked(self.pnet.logits, x, per_call)  # type: ignore[return-value]
 
     def run_rnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _chunked(self.rnet, x, _CROPS_PER_CALL[0])  # type: ignore[return-value]
+        return _chunked(self.rnet.logits, x, _CROPS_PER_CALL[0])  # type: ignore[return-value]
 
     def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _chunked(self.onet, x, _CROPS_PER_CALL[1])  # type: ignore[return-value]
+        return _chunked(self.onet.logits, x, _CROPS_PER_CALL[1])  # type: ignore[return-value]

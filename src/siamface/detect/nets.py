@@ -157,7 +157,8 @@ class PNet(nn.Module):
     """Proposal network: fully convolutional, a 12x12 window per output cell (stride 2).
 
     ``forward`` takes normalised images (N, 3, H, W) and returns the box regression
-    (N, 4, H', W') and the face probability (N, H', W').
+    (N, 4, H', W') and the face probability (N, H', W'); ``logits`` the face logit instead
+    (what the detector thresholds and ranks: near 1 a float32 probability ties).
     """
 
     def __init__(self) -> None:
@@ -170,13 +171,17 @@ class PNet(nn.Module):
         self.prelu3 = nn.PReLU(32)
         self.head = nn.Conv2d(32, 5, 1)  # 4 regression channels, then the face logit
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.prelu1(self.conv1(x))
         x = _max_pool_2x2(x)
         x = self.prelu2(self.conv2(x))
         x = self.prelu3(self.conv3(x))
         out = self.head(x)
-        return out[:, :4], torch.sigmoid(out[:, 4])
+        return out[:, :4], out[:, 4]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reg, logit = self.logits(x)
+        return reg, torch.sigmoid(logit)
 
     def load_caffe_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load a state dict in the Caffe/facenet-pytorch layout."""
@@ -189,7 +194,7 @@ class PNet(nn.Module):
 
 class RNet(nn.Module):
     """Refinement network on 24x24 crops: returns box regression (N, 4) and face probability
-    (N,)."""
+    (N,) (``logits``: the face logit)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -203,7 +208,7 @@ class RNet(nn.Module):
         self.prelu4 = nn.PReLU(128)
         self.head = nn.Linear(128, 5)  # 4 regression outputs, then the face logit
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.prelu1(self.conv1(x))
         x = F.max_pool2d(x, 3, 2, ceil_mode=True)
         x = self.prelu2(self.conv2(x))
@@ -211,7 +216,11 @@ class RNet(nn.Module):
         x = self.prelu3(self.conv3(x))
         x = self.prelu4(self.dense4(_flatten_nhwc(x)))
         out = self.head(x)
-        return out[:, :4], torch.sigmoid(out[:, 4])
+        return out[:, :4], out[:, 4]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reg, logit = self.logits(x)
+        return reg, torch.sigmoid(logit)
 
     def load_caffe_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load a state dict in the Caffe/facenet-pytorch layout."""
@@ -225,7 +234,8 @@ class RNet(nn.Module):
 
 class ONet(nn.Module):
     """Output network on 48x48 crops: returns box regression (N, 4), landmarks (N, 10) as
-    five x then five y relative to the box, and face probability (N,)."""
+    five x then five y relative to the box, and face probability (N,) (``logits``: the face
+    logit)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -241,7 +251,7 @@ class ONet(nn.Module):
         self.prelu5 = nn.PReLU(256)
         self.head = nn.Linear(256, 15)  # 4 regression, 10 landmark outputs, the face logit
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.prelu1(self.conv1(x))
         x = F.max_pool2d(x, 3, 2, ceil_mode=True)
         x = self.prelu2(self.conv2(x))
@@ -251,7 +261,11 @@ class ONet(nn.Module):
         x = self.prelu4(self.conv4(x))
         x = self.prelu5(self.dense5(_flatten_nhwc(x)))
         out = self.head(x)
-        return out[:, :4], out[:, 4:14], torch.sigmoid(out[:, 14])
+        return out[:, :4], out[:, 4:14], out[:, 14]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        reg, marks, logit = self.logits(x)
+        return reg, marks, torch.sigmoid(logit)
 
     def load_caffe_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load a state dict in the Caffe/facenet-pytorch layout."""

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from siamface.detect.cascade import integral_images, resample_crops
+from siamface.detect.cascade import integral_images, resample_crops, sigmoid
 
 if TYPE_CHECKING:
     from siamface.detect.nets import ONet, RNet
@@ -90,12 +90,14 @@ def _check_image(image: object, index: int) -> np.ndarray:
 
 
 def _chunked(net: Any, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """A torch network on float32 crops in chunks of ``_CROPS_PER_CALL``, numpy outputs."""
+    """A torch network's logits on float32 crops in chunks of ``_CROPS_PER_CALL``, numpy
+    outputs."""
     import torch
 
     t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        parts = [net(t[i:i + _CROPS_PER_CALL]) for i in range(0, t.shape[0], _CROPS_PER_CALL)]
+        parts = [net.logits(t[i:i + _CROPS_PER_CALL])
+                 for i in range(0, t.shape[0], _CROPS_PER_CALL)]
         return tuple(torch.cat(p).numpy() for p in zip(*parts, strict=True))
 
 
@@ -110,8 +112,10 @@ def _raise_contrast(x: np.ndarray) -> np.ndarray:
     return np.clip(out, -1.0, 1.0)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), _EPS, 1 - _EPS)
+def _logit(z: np.ndarray) -> np.ndarray:
+    """A network's face logit through its probability clamped to [_EPS, 1 - _EPS] (so one
+    window's extreme logit cannot dominate the mean)."""
+    p = np.clip(sigmoid(z), _EPS, 1 - _EPS)
     return np.log(p) - np.log1p(-p)
 
 
@@ -174,11 +178,11 @@ class FacePresence:
         return self._rnet
 
     def run_onet(self, x: np.ndarray) -> np.ndarray:
-        """O-Net's face probability (N,) of float32 48x48 crops (N, 3, 48, 48)."""
+        """O-Net's face logit (N,) of float32 48x48 crops (N, 3, 48, 48)."""
         return _chunked(self.onet, x)[2]
 
     def run_rnet(self, x: np.ndarray) -> np.ndarray:
-        """R-Net's face probability (N,) of float32 24x24 crops (N, 3, 24, 24)."""
+        """R-Net's face logit (N,) of float32 24x24 crops (N, 3, 24, 24)."""
         return _chunked(self.rnet, x)[1]
 
     def window_boxes(self, height: int, width: int) -> np.ndarray:

@@ -1,0 +1,60 @@
+"""Shared by the ONNX tests: one export of the shipped model (with the detector) per test
+process, made through the CLI, and checkpoint copies with a changed description."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ONNX_MISSING = "onnxruntime/onnx not installed: pip install 'siamface[onnx]' (the dev extra has it)"
+_EXPORTS: dict[tuple[bool, bool], Path] = {}
+
+
+def require_onnx() -> None:
+    """Skip the calling test module when the onnx extra is not installed."""
+    pytest.importorskip("onnxruntime", reason=ONNX_MISSING)
+    pytest.importorskip("onnx", reason=ONNX_MISSING)
+
+
+def shipped_export(flip: bool | None = None, with_detector: bool = True) -> Path:
+    """A folder with ``siamface export --format onnx [--with-detector]`` of the shipped model
+    (made once per process, removed at exit; copy it before changing anything)."""
+    key = (flip, with_detector)
+    if key not in _EXPORTS:
+        from siamface.cli.main import main
+
+        folder = Path(tempfile.mkdtemp(prefix="siamface-onnx-test-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        argv = ["export", "--format", "onnx", "--out", str(folder)]
+        argv += ["--with-detector"] if with_detector else []
+        argv += [] if flip is None else ["--flip" if flip else "--no-flip"]
+        assert main(argv) == 0
+        _EXPORTS[key] = folder
+    return _EXPORTS[key]
+
+
+def copy_export(tmp: Path, flip: bool | None = None) -> Path:
+    target = tmp / "export"
+    shutil.copytree(shipped_export(flip), target)
+    return target
+
+
+def rewrite_checkpoint(source: Path, target: Path, change) -> Path:
+    """A copy of the checkpoint ``source`` at ``target`` whose siamface metadata (a dict)
+    went through ``change``; the tensors are kept byte for byte."""
+    data = source.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = json.loads(header["__metadata__"]["siamface"])
+    change(meta)
+    header["__metadata__"]["siamface"] = json.dumps(meta)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    target.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+    return target
