@@ -54,8 +54,13 @@ def calibrate(service, dataset: FaceDataset, *, method: str = "youden", far: flo
     if options.distorted is not None:
         chosen, _ = distorted_pairs(dataset, base, images, Path(options.distorted),
                                     Path(data_root or ""))
-    embedded = embed_paths(service, images.paths, cache_dir=options.cache_dir,
-                           use_cache=options.use_cache, progress=options.progress)
+    used = np.unique(np.concatenate([chosen.a, chosen.b]))  # not the clean copies replaced
+    embedded = embed_paths(service, [images.paths[r] for r in used],
+                           cache_dir=options.cache_dir, use_cache=options.use_cache,
+                           progress=options.progress)
+    position = np.empty(len(images), np.int64)
+    position[used] = np.arange(used.size)
+    chosen.a, chosen.b = position[chosen.a], position[chosen.b]
     d = pair_distances(embedded, chosen)
     scored = np.isfinite(d)
     d, same = d[scored], chosen.same[scored]

@@ -32,6 +32,10 @@ class ImageIndex:
             self.paths.append(key)
         return self._rows[key]
 
+    def row(self, path: str | Path) -> int | None:
+        """The row of ``path``, or None when it is not in the index."""
+        return self._rows.get(str(path))
+
     def __len__(self) -> int:
         return len(self.paths)
 

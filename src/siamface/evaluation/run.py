@@ -219,7 +219,7 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
     }
     truth = np.full(len(images), -1, np.int64)
     for record in dataset:
-        row = images._rows.get(str(record.path))
+        row = images.row(record.path)
         if row is not None:
             truth[row] = record.gender_label
     base_rows = np.unique(np.concatenate([base.a, base.b]))
@@ -260,7 +260,7 @@ def _group_report(embedded: EmbeddedImages, pairs: PairSet, labels: list[str | N
     report = M.group_error_rates(d, pairs.same, pairs.kind.astype(str), threshold)
     image_groups = {}
     for record, value in zip(dataset, labels):
-        row = images._rows.get(str(record.path))
+        row = images.row(record.path)
         if row is not None and value is not None:
             image_groups[row] = value
     for value, row in report["groups"].items():
