@@ -241,7 +241,8 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
         metrics["distortions"] = None
     metrics["groups"] = {
         column: _group_report(embedded, group_set, options.groups[column], dataset, images,
-                              truth, threshold, classes, service.gender_available)
+                              truth, threshold, classes, service.gender_available,
+                              options.bootstrap, options.seed)
         for column, group_set in groups.items()} or None
     samples = _samples(embedded, all_pairs, all_d, threshold, options.samples, options.seed,
                        options.errors_first, classes)
@@ -255,9 +256,12 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
 
 def _group_report(embedded: EmbeddedImages, pairs: PairSet, labels: list[str | None],
                   dataset: FaceDataset, images: ImageIndex, truth: np.ndarray,
-                  threshold: float, classes: tuple[str, str], gender: bool) -> dict[str, Any]:
+                  threshold: float, classes: tuple[str, str], gender: bool, n_boot: int,
+                  seed: int) -> dict[str, Any]:
     d = pair_distances(embedded, pairs)
     report = M.group_error_rates(d, pairs.same, pairs.kind.astype(str), threshold)
+    for value, row in report["groups"].items():
+        _rate_intervals(row, d, pairs, pairs.kind == value, threshold, n_boot, seed)
     image_groups = {}
     for record, value in zip(dataset, labels):
         row = images.row(record.path)
@@ -271,6 +275,20 @@ def _group_report(embedded: EmbeddedImages, pairs: PairSet, labels: list[str | N
         if row["gender"] is not None:
             row["gender"] = {k: row["gender"][k] for k in ("accuracy", "per_class", "n")}
     return report
+
+
+def _rate_intervals(row: dict[str, Any], d: np.ndarray, pairs: PairSet, mask: np.ndarray,
+                    threshold: float, n_boot: int, seed: int) -> None:
+    """Bootstrap intervals (people resampled) of a group's FMR and FNMR."""
+    for key, side, wrong in (("fmr", ~pairs.same, lambda x: x <= threshold),
+                             ("fnmr", pairs.same, lambda x: x > threshold)):
+        chosen = mask & side
+        row[f"{key}_ci"] = None
+        if chosen.any() and n_boot > 0:
+            with contextlib.suppress(ValueError):
+                ci = M.bootstrap_ci(lambda x, _w=wrong: float(np.mean(_w(x))), d[chosen],
+                                    clusters=pairs.cluster[chosen], n_boot=n_boot, seed=seed)
+                row[f"{key}_ci"] = [ci["low"], ci["high"]]
 
 
 def _model_description(service) -> dict[str, Any]:

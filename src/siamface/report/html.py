@@ -75,6 +75,11 @@ def _ci(ci: Any, fmt=_pct) -> str:
     return f"[{fmt(ci[0])}, {fmt(ci[1])}]"
 
 
+def _with_ci(value: Any, ci: Any) -> str:
+    interval = _ci(ci)
+    return _pct(value) if interval == _NA else f"{_pct(value)} {interval}"
+
+
 def _yes_no(value: Any) -> str:
     if value is None:
         return _NA
@@ -322,11 +327,14 @@ def _groups(m: dict[str, Any]) -> str:
             gender = e.get("gender") if isinstance(e.get("gender"), dict) else {}
             rows.append([value, _int(e.get("images")), _int(e.get("pairs")),
                          _int(e.get("genuine")), _int(e.get("impostor")),
-                         _pct(e.get("accuracy")), _pct(e.get("fmr")), _pct(e.get("fnmr")),
+                         _pct(e.get("accuracy")),
+                         _with_ci(e.get("fmr"), e.get("fmr_ci")),
+                         _with_ci(e.get("fnmr"), e.get("fnmr_ci")),
                          _dec(e.get("best_threshold")), _pct(e.get("best_accuracy")),
                          _pct(gender.get("accuracy"))])
-        table = _table(["group", "images", "pairs", "genuine", "impostor", "accuracy", "FMR",
-                        "FNMR", "own best threshold", "accuracy there", "gender accuracy"],
+        table = _table(["group", "images", "pairs", "genuine", "impostor", "accuracy",
+                        "FMR (95% CI)", "FNMR (95% CI)", "own best threshold", "accuracy there",
+                        "gender accuracy"],
                        rows)
         ratios = entry.get("ratios") or {}
         ratio_rows = [["FMR", _dec(ratios.get("fmr"), 2)], ["FNMR", _dec(ratios.get("fnmr"), 2)]]
