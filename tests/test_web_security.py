@@ -323,3 +323,25 @@ def test_no_uploaded_image_remains_on_disk(client, lfw_dir, private_tmp, monkeyp
     assert created == []
     assert everything_under(private_tmp) == []
     assert not (Path(os.environ["GRADIO_TEMP_DIR"])).exists()
+
+
+def test_api_key_also_guards_the_ui(web_service):
+    """The UI calls the actions directly, so with a key it asks for the key as its password."""
+    pytest.importorskip("gradio")
+    pytest.importorskip("siamface.web.ui")
+    from siamface.web.app import create_app
+
+    state = make_state(web_service, api_key="k3y")
+    try:
+        from fastapi.testclient import TestClient
+
+        client = TestClient(create_app(state=state, ui=True))
+        assert client.get("/config").status_code == 401
+        assert client.post("/login", data={"username": "me", "password": "wrong"}
+                           ).status_code == 400
+        assert client.post("/login", data={"username": "me", "password": "k3y"}
+                           ).status_code == 200
+        assert client.get("/config").status_code == 200  # the session cookie
+        assert client.get(f"{API}/models").status_code == 401  # the API still wants the header
+    finally:
+        state.close()
