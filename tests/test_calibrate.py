@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamface.cli._common import EXIT_OK
+from siamface.cli._common import EXIT_OK, EXIT_PARTIAL
 from siamface.cli.main import main
 from siamface.data import read_view1
 from siamface.metrics import ThresholdCalibrator
 
 KINDS = ["fog", "motion_blur"]
+DONE = (EXIT_OK, EXIT_PARTIAL)  # 3: a few heavily fogged faces are absent (no verdict)
 
 
 def _second_images(lfw: Path, target: Path) -> None:
@@ -47,13 +48,13 @@ def test_calibrating_on_distorted_devtrain_helps_devtest(lfw_dir, tmp_path, caps
               str(tmp_path / "cache"), "--no-progress"]
     calibrated = tmp_path / "calibrated.safetensors"
     assert main(["calibrate", *common, "--lfw-pairs", str(lfw_dir / "pairsDevTrain.txt"),
-                 "--out", str(calibrated)]) == EXIT_OK
+                 "--out", str(calibrated)]) in DONE
     print(capsys.readouterr().out)
     rows = {}
     for name, model in (("shipped", []), ("calibrated", ["--model", str(calibrated)])):
         out = tmp_path / name
         assert main(["evaluate", *common, "--lfw-pairs", str(lfw_dir / "pairsDevTest.txt"),
-                     "--out", str(out), "--bootstrap", "1000", *model]) == EXIT_OK
+                     "--out", str(out), "--bootstrap", "1000", *model]) in DONE
         capsys.readouterr()
         rows[name] = _distorted_row(out)
     shipped, tuned = rows["shipped"], rows["calibrated"]
