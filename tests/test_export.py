@@ -175,3 +175,28 @@ def test_reexport_replaces_the_folder_contents(tmp_path, export_dir):
     result = export_onnx(folder, with_detector=False)
     assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, "model.onnx"]
     assert json.loads((folder / MANIFEST_NAME).read_text()) == result.manifest
+
+
+@pytest.mark.lfw
+@pytest.mark.slow
+def test_int8_export_is_calibrated_on_real_chips_and_stays_close(tmp_path, lfw_chips):
+    """Static int8 quantisation calibrated on LFW chips: a checked graph that the onnx-int8
+    runtime loads; its embeddings stay within a few percent of fp32 and the genders agree.
+    (LFW View 2 accuracy: README, measured with siamface evaluate --runtime onnx-int8.)"""
+    import shutil
+
+    import siamface
+
+    folder = tmp_path / "int8"
+    shutil.copytree(shipped_export(), folder)
+    result = export_onnx(folder, with_detector=True, int8=True, calibration=lfw_chips[:64])
+    entry = result.manifest["files"]["model_int8"]
+    assert entry["calibration_chips"] == 64 and entry["calibration_method"] == "percentile"
+    onnx.checker.check_model(str(folder / entry["file"]), full_check=True)
+    service = siamface.load(runtime="onnx-int8", onnx_dir=folder)
+    assert service.model_id.endswith(entry["sha256"][:16])
+    q_emb, q_logit = service._run_chips(lfw_chips[64:])
+    f_emb, f_logit = session(folder / "model.onnx").run(None, {"chips": lfw_chips[64:]})
+    relative = np.linalg.norm(q_emb - f_emb, axis=1) / np.linalg.norm(f_emb, axis=1)
+    assert np.median(relative) < 0.15
+    assert ((q_logit > 0) == (f_logit > 0)).mean() >= 0.95

@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --int8: a folder of face images to calibrate on")
     p.add_argument("--calibration-limit", type=int, default=200, metavar="N",
                    help="with --int8: at most N calibration images (default: 200)")
+    p.add_argument("--calibration-method", choices=("percentile", "minmax", "entropy"),
+                   default="percentile",
+                   help="with --int8: how activation ranges are chosen (default: percentile)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="average each face with its mirror image in the graph (default: as "
                         "the model was calibrated)")
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = export_onnx(args.out, args.model, flip=args.flip, with_detector=args.with_detector,
                          int8=args.int8, calibration=calibration,
+                         calibration_method=args.calibration_method,
                          progress=lambda msg: print(msg, file=sys.stderr))
     print(result.folder)
     return 0

@@ -221,10 +221,13 @@ class OnnxFaceService(FaceService):
 
     @property
     def model_id(self) -> str:
-        """The torch service's id and the runtime: the embeddings differ by float rounding
-        (int8: by more), so caches keep them apart."""
+        """The torch service's id, the runtime and the ONNX model file's sha256: embeddings
+        differ from torch's by float rounding (int8, and each int8 calibration: by more),
+        so caches keep them apart."""
         if self._model_id is None:
-            self._model_id = f"{super().model_id}:runtime={self.runtime}"
+            entry = self.manifest["files"][ONNX_RUNTIMES[self.runtime]]
+            self._model_id = (f"{super().model_id}:runtime={self.runtime}:"
+                              f"{entry['sha256'][:16]}")
         return self._model_id
 
     def describe(self) -> str:
