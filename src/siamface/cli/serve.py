@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -149,7 +150,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"siamface serve: http://{shown}:{port}/ (API under /api/v1{ui})", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level,
                                                timeout_graceful_shutdown=5))
+        # uvicorn re-raises SIGTERM after its graceful shutdown; the default action would end
+        # the process without the atexit cleanup of the private upload folder
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         server.run(sockets=[sock])
     finally:
         sock.close()
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
