@@ -159,7 +159,10 @@ def test_hostile_zip_is_refused_and_nothing_is_written(kind, client, face, priva
     for word in words:
         assert word in body["message"], body["message"]
     assert everything_under(private_tmp) == []  # the private upload folder is gone too
-    assert not list(tmp_path.parent.rglob("evil*"))  # nothing escaped either
+    # nothing escaped either: "../evil_1.jpg" would land beside the extraction folder or above
+    # it, "/tmp/evil_abs_1.jpg" where it names (other tests' own evil.zip files are not ours)
+    assert not list(tmp_path.rglob("evil_*")) and not list(tmp_path.parent.glob("evil_*"))
+    assert not Path("/tmp/evil_abs_1.jpg").exists()
     d = client.post(f"{API}/dataset-test", files={"dataset": ("d.zip", archive, "application/zip")})
     assert d.status_code == 400 and d.json()["code"] == "bad_archive"
     assert everything_under(private_tmp) == []
