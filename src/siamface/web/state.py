@@ -262,18 +262,16 @@ class AppState:
         worker itself (an action inside an action), it runs ``fn`` directly."""
         if getattr(self._local, "worker", False):
             return fn(*args, **kwargs)
-        self._admit()
-        try:
-            future = self._pool.submit(fn, *args, **kwargs)
-        except BaseException:
-            self._release()
-            raise
-        future.add_done_callback(self._release)
-        return future.result()
+        return self._submit(fn, args, kwargs).result()
 
     async def run_async(self, fn, /, *args, **kwargs):
         """:meth:`run` for coroutines: awaits the worker without blocking the event loop.
         A cancelled caller does not free its place until ``fn`` has finished."""
+        return await asyncio.wrap_future(self._submit(fn, args, kwargs))
+
+    def _submit(self, fn, args: tuple, kwargs: dict):
+        """Admit one call (or raise :class:`Busy`) and hand it to the pool; its place is freed
+        when it finishes."""
         self._admit()
         try:
             future = self._pool.submit(fn, *args, **kwargs)
@@ -281,7 +279,7 @@ class AppState:
             self._release()
             raise
         future.add_done_callback(self._release)
-        return await asyncio.wrap_future(future)
+        return future
 
     # -- paths ------------------------------------------------------------------------------
 
