@@ -406,6 +406,15 @@ def _options(model: type[BaseModel], fields: dict[str, Any]) -> Any:
                        extra={"errors": errors}) from None
 
 
+def _zip_or_path(parsed, field: str, path: Any, path_field: str) -> Any:
+    """An uploaded zip (``field``) or a server path (``path_field``), exactly one of them."""
+    if path is None:
+        return _one(parsed, field)[1]
+    if parsed.files.get(field):
+        raise ApiError(422, "invalid_request", f"give {field} or {path_field}, not both")
+    return path
+
+
 def _one(parsed: _Parsed, key: str) -> tuple[str, bytes]:
     got = parsed.files.get(key)
     if not got:
@@ -485,12 +494,7 @@ def build_router(state: AppState) -> APIRouter:
         parsed = await _parse(request, state, {"gallery": "zip", "probes": "image"},
                               multi=("probes",))
         opts = _options(IdentifyOptions, parsed.fields)
-        if opts.gallery_path is not None:
-            gallery: Any = opts.gallery_path
-            if parsed.files.get("gallery"):
-                raise ApiError(422, "invalid_request", "give gallery or gallery_path, not both")
-        else:
-            gallery = _one(parsed, "gallery")[1]
+        gallery = _zip_or_path(parsed, "gallery", opts.gallery_path, "gallery_path")
         out = await call(actions.identify, state, gallery, parsed.files.get("probes") or [],
                          k=opts.k, model=opts.model, open_set_threshold=opts.open_set_threshold,
                          mode=opts.mode, crop=opts.crop, fallback_policy=opts.fallback_policy)
@@ -503,12 +507,7 @@ def build_router(state: AppState) -> APIRouter:
     async def dataset_test(request: Request):
         parsed = await _parse(request, state, {"dataset": "zip"})
         opts = _options(DatasetOptions, parsed.fields)
-        if opts.path is not None:
-            source: Any = opts.path
-            if parsed.files.get("dataset"):
-                raise ApiError(422, "invalid_request", "give dataset or path, not both")
-        else:
-            source = _one(parsed, "dataset")[1]
+        source = _zip_or_path(parsed, "dataset", opts.path, "path")
         _evaluation, files = await call(actions.dataset_test, state, source,
                                        n_pairs=opts.n_pairs, samples=opts.samples,
                                        model=opts.model, threshold=opts.threshold,
