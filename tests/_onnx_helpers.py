@@ -1,12 +1,10 @@
 """Shared by the ONNX tests: one export of the shipped model (with the detector) per test
-process, made through the CLI, and checkpoint copies with a changed description."""
+process, made through the CLI."""
 
 from __future__ import annotations
 
 import atexit
-import json
 import shutil
-import struct
 import tempfile
 from pathlib import Path
 
@@ -45,16 +43,3 @@ def copy_export(tmp: Path, flip: bool | None = None) -> Path:
     return target
 
 
-def rewrite_checkpoint(source: Path, target: Path, change) -> Path:
-    """A copy of the checkpoint ``source`` at ``target`` whose siamface metadata (a dict)
-    went through ``change``; the tensors are kept byte for byte."""
-    data = source.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    meta = json.loads(header["__metadata__"]["siamface"])
-    change(meta)
-    header["__metadata__"]["siamface"] = json.dumps(meta)
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    target.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
-    return target

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
-import struct
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from _checkpoint_helpers import rewrite_checkpoint
 from siamface.backbones import create_backbone
 from siamface.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from siamface.errors import CheckpointError
@@ -122,22 +121,10 @@ def test_truncated_file(tmp_path, trained_model):
         load_checkpoint(path)
 
 
-def _rewrite_metadata(path, change):
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    meta = json.loads(header["__metadata__"]["siamface"])
-    change(meta)
-    header["__metadata__"]["siamface"] = json.dumps(meta)
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
-
-
 def test_future_format_version_is_refused(tmp_path, trained_model):
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
-    _rewrite_metadata(path, lambda m: m.update(format_version=99))
+    rewrite_checkpoint(path, path, lambda m: m.update(format_version=99))
     with pytest.raises(CheckpointError, match="format version 99"):
         load_checkpoint(path)
 
@@ -145,7 +132,7 @@ def test_future_format_version_is_refused(tmp_path, trained_model):
 def test_description_and_tensors_must_agree(tmp_path, trained_model):
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
-    _rewrite_metadata(path, lambda m: m["backbone"].update(stored_groups=["fc"]))
+    rewrite_checkpoint(path, path, lambda m: m["backbone"].update(stored_groups=["fc"]))
     with pytest.raises(CheckpointError, match="does not match its own description"):
         load_checkpoint(path)
 
@@ -153,7 +140,7 @@ def test_description_and_tensors_must_agree(tmp_path, trained_model):
 def test_weights_hash_mismatch_is_refused(tmp_path, trained_model):
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
-    _rewrite_metadata(path, lambda m: m["backbone"].update(weights_sha256="0" * 64))
+    rewrite_checkpoint(path, path, lambda m: m["backbone"].update(weights_sha256="0" * 64))
     with pytest.raises(CheckpointError, match="installed weights have sha256"):
         load_checkpoint(path)
 
@@ -187,7 +174,7 @@ def test_interrupted_save_leaves_previous_file(tmp_path, trained_model, monkeypa
 def test_malformed_metadata_values_are_refused(tmp_path, trained_model, change, message):
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True)
-    _rewrite_metadata(path, change)
+    rewrite_checkpoint(path, path, change)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
 
@@ -208,7 +195,7 @@ def test_version_1_checkpoints_still_load_without_flip(tmp_path, trained_model):
     path = tmp_path / "v1.safetensors"
     save_checkpoint(path, trained_model, threshold=0.6, threshold_source="d", gender_trained=True,
                     preprocessing={"crop": "aligned"})
-    _rewrite_metadata(path, lambda m: m.update(format_version=1))
+    rewrite_checkpoint(path, path, lambda m: m.update(format_version=1))
     _, info = load_checkpoint(path)
     assert info.format_version == 1 and "flip_average" not in info.preprocessing
     assert load(path).flip is False

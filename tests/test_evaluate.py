@@ -186,7 +186,11 @@ def test_lfw_protocol_figures(lfw_dir, tmp_path, capsys):
     assert "rests on" in out and "2-fold accuracy" in out and "TAR at FAR 1e-03" in out
     assert m["gender"]["per_class"]["female"]["support"] > 0
     assert set(m["groups"]) == {"gender"}  # gender is always reported where known
-    assert m["groups"]["gender"]["ratios"]["fmr"] is None or m["groups"]["gender"]["ratios"]
+    by_gender = m["groups"]["gender"]
+    assert set(by_gender["groups"]) == {"male", "female"}
+    assert set(by_gender["ratios"]) == {"fmr", "fnmr"}
+    for row in by_gender["groups"].values():
+        assert row["pairs"] > 0 and 0.0 <= row["fmr"] <= 1.0
 
 
 @pytest.mark.lfw

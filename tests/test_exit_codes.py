@@ -629,7 +629,7 @@ def export_good(env: Env) -> Expect:
 
 def export_no_onnx_path(env: Env) -> Expect:
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
-    from _onnx_helpers import rewrite_checkpoint
+    from _checkpoint_helpers import rewrite_checkpoint
     from siamface.service import default_model_path
 
     ckpt = rewrite_checkpoint(default_model_path(), env.tmp / "facenet.safetensors",

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _onnx_helpers import require_onnx, rewrite_checkpoint, shipped_export
+from _checkpoint_helpers import rewrite_checkpoint
+from _onnx_helpers import require_onnx, shipped_export
 
 require_onnx()
 
