@@ -1,6 +1,6 @@
 """How long ``siamface evaluate`` takes on the 6,000 LFW View 2 pairs, and its figure.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_evaluate.py [--cache DIR]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_evaluate.py [--cache DIR] [--runtime onnx]
 
 Three timed runs of the real command in a new process each (process start, model load,
 hashing the 7,701 files, metrics with 1,000 bootstrap resamples, dashboard, samples, HTML):
@@ -38,6 +38,8 @@ def main() -> int:
     p.add_argument("--cache", type=Path, default=REPO / ".cache" / "faces")
     p.add_argument("--out", type=Path, default=REPO / ".cache" / "bench-evaluate")
     p.add_argument("--model", default=None)
+    p.add_argument("--runtime", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                   help="inference runtime (onnx*: needs `siamface export --format onnx`)")
     args = p.parse_args()
     if not (args.lfw / "pairs.txt").is_file():
         print(f"LFW not found at {args.lfw}", file=sys.stderr)
@@ -46,6 +48,7 @@ def main() -> int:
                "--out", str(args.out), "--cache", str(args.cache), "--no-progress"]
     if args.model:
         command += ["--model", args.model]
+    command += ["--runtime", args.runtime]
     fill = _siamface(*command)
     print(f"first run (fills whatever the caches lack): {fill:.1f} s")
     _siamface("cache", "clear", "--only", "embeddings", "--cache", str(args.cache))

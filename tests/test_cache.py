@@ -25,7 +25,7 @@ from siamface.cache import (
     params_hash,
     prepare,
 )
-from siamface.errors import ConfigError, DatasetError
+from siamface.errors import ConfigError, DatasetError, ImageDecodeError
 from siamface.faces import FaceCrop as StandInCrop
 from siamface.io import find_images, load_image
 
@@ -212,6 +212,25 @@ def test_missing_chip_is_a_miss(tmp_path):
         entry = cache.put(image, pipeline.crop(load_image(image)))
         cache.chip_path(entry).unlink()
         assert cache.get(image) is None
+
+
+@pytest.mark.parametrize("planted", ["garbage", "jpeg", "huge", "grey"])
+def test_tampered_chip_is_refused_with_its_path(tmp_path, planted):
+    (image,) = make_images(tmp_path / "data", 1)
+    pipeline = CenterCropPipeline()
+    with CropCache(tmp_path / "cache", pipeline.params()) as cache:
+        entry = cache.put(image, pipeline.crop(load_image(image)))
+        chip = cache.chip_path(entry)
+        if planted == "garbage":
+            chip.write_bytes(b"\x89PNG not really")
+        elif planted == "jpeg":
+            Image.new("RGB", (150, 150)).save(chip, format="JPEG")
+        elif planted == "huge":
+            Image.new("RGB", (4000, 4000)).save(chip, format="PNG")
+        else:
+            Image.new("L", (150, 150)).save(chip, format="PNG")
+        with pytest.raises(ImageDecodeError, match="cannot read image .*png"):
+            cache.load_chip(entry)
 
 
 def test_one_writer_at_a_time(tmp_path):

@@ -1,4 +1,8 @@
-"""Verification and gender metrics: pure numpy (sklearn for the standard ones), no file I/O.
+"""Verification and gender metrics: pure numpy, no file I/O.
+
+The standard ones (ROC, AUC, DET, precision / recall / F1, confusion matrix) are written in
+numpy rather than imported from sklearn, whose import costs seconds on every evaluation;
+``tests/test_metrics.py`` checks each against sklearn.
 
 Verification scores are *distances*: smaller means more alike, and a pair is predicted
 "same" when ``distance <= threshold``. Thresholds are chosen among the midpoints between
@@ -22,8 +26,6 @@ from numbers import Real
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
-from sklearn.exceptions import NotFittedError as _SklearnNotFitted
 
 from siamface.errors import SiamfaceError, UnknownNameError
 
@@ -55,8 +57,9 @@ DEFAULT_FAR = 1e-3
 FEW_FALSE_ACCEPTS = 10  # a TAR@FAR resting on fewer false accepts than this is flagged
 
 
-class NotFittedError(SiamfaceError, _SklearnNotFitted):
-    """An estimator was used before ``fit`` (also an sklearn ``NotFittedError``)."""
+class NotFittedError(SiamfaceError, ValueError, AttributeError):
+    """An estimator was used before ``fit`` (a ValueError and AttributeError, as sklearn's
+    ``NotFittedError`` is)."""
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -118,54 +121,64 @@ def _rate(count: int, total: int) -> float | None:
 # ----------------------------------------------------------------------------- curves
 
 
-def _ranking_scores(d: np.ndarray) -> tuple[np.ndarray, float | None]:
-    """Scores for sklearn (negated distances) with each +inf distance replaced by a stand-in
-    just above the largest finite one (sklearn rejects inf); the stand-in or None."""
-    inf = np.isposinf(d)
-    if not inf.any():
-        return -d, None
-    top = float(d[~inf].max()) if (~inf).any() else 0.0
-    stand_in = float(np.nextafter(top, np.inf))
-    return -np.where(inf, stand_in, d), stand_in
-
-
-def _distances_back(score_thresholds: np.ndarray, stand_in: float | None) -> np.ndarray:
-    out = -np.asarray(score_thresholds, dtype=np.float64)
-    if stand_in is not None:
-        out[out == stand_in] = np.inf
-    return out
+def _accept_counts(d: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each distinct distance (ascending, +inf included) with the genuine (tp) and impostor
+    (fp) pairs accepted by ``distance <= it``."""
+    order = np.argsort(d, kind="stable")
+    d_sorted = d[order]
+    last = np.r_[np.flatnonzero(d_sorted[1:] != d_sorted[:-1]), d_sorted.size - 1]
+    tp = np.cumsum(s[order])[last]
+    return d_sorted[last], tp, last + 1 - tp
 
 
 def roc_curve(distances: Any, same: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(fpr, tpr, thresholds)`` with "same" predicted for ``distance <= threshold``
-    (sklearn's ROC on the negated distances, thresholds given back as distances).
+    """``(fpr, tpr, thresholds)`` with "same" predicted for ``distance <= threshold``, one
+    point per distinct distance (sklearn's ``roc_curve(drop_intermediate=False)`` on the
+    negated distances, thresholds given back as distances).
 
     ``thresholds[0]`` is ``-inf`` (nothing accepted); with +inf distances the last point,
     at threshold ``+inf``, is the only one that accepts them."""
     d, s = _check_pairs(distances, same)
-    scores, stand_in = _ranking_scores(d)
-    fpr, tpr, thresholds = skm.roc_curve(s, scores, drop_intermediate=False)
-    return fpr, tpr, _distances_back(thresholds, stand_in)
+    thresholds, tp, fp = _accept_counts(d, s)
+    n_pos = int(s.sum())
+    return (np.r_[0.0, fp / (s.size - n_pos)], np.r_[0.0, tp / n_pos],
+            np.r_[-np.inf, thresholds])
+
+
+def _auc_of_ranks(d: np.ndarray, s: np.ndarray) -> float:
+    """P(a genuine distance is below an impostor one) + half P(tie) (Mann-Whitney U)."""
+    _, inverse, counts = np.unique(d, return_inverse=True, return_counts=True)
+    midrank = np.cumsum(counts) - (counts - 1) / 2.0  # ascending ranks, ties averaged
+    n_pos = int(s.sum())
+    n_neg = s.size - n_pos
+    rank_sum_neg = float(midrank[inverse[~s]].sum())
+    return (rank_sum_neg - n_neg * (n_neg + 1) / 2.0) / (n_pos * n_neg)
 
 
 def roc_auc(distances: Any, same: Any) -> float:
     """Area under the ROC curve (1.0 when every same pair is closer than every other;
     +inf distances rank as the farthest, tied with each other)."""
     d, s = _check_pairs(distances, same)
-    return float(skm.roc_auc_score(s, _ranking_scores(d)[0]))
+    return _auc_of_ranks(d, s)
 
 
 def det_curve(distances: Any, same: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detection error tradeoff ``(fmr, fnmr, thresholds)``: sklearn's ``det_curve`` on the
-    negated distances, thresholds given back as distances.
+    """Detection error tradeoff ``(fmr, fnmr, thresholds)`` of ``distance <= threshold``
+    (sklearn's ``det_curve`` on the negated distances, thresholds given back as distances).
 
-    sklearn's order is kept: FMR decreasing, FNMR increasing, thresholds descending (the last
-    may be ``-inf``, nothing accepted; a ``+inf`` one is the point accepting the +inf pairs).
-    Numpy arrays, for plots."""
+    sklearn's order is kept: FMR decreasing, FNMR increasing, thresholds descending, from
+    the point accepting everything to the first with FMR 0 (``-inf`` when that is accepting
+    nothing); a ``+inf`` threshold is the point accepting the +inf pairs. Numpy arrays, for
+    plots."""
     d, s = _check_pairs(distances, same)
-    scores, stand_in = _ranking_scores(d)
-    fmr, fnmr, thresholds = skm.det_curve(s, scores)
-    return fmr, fnmr, _distances_back(thresholds, stand_in)
+    thresholds, tp, fp = _accept_counts(d, s)
+    thresholds, tp, fp = np.r_[-np.inf, thresholds], np.r_[0, tp], np.r_[0, fp]
+    n_pos, n_neg = int(tp[-1]), int(fp[-1])
+    first = int(np.searchsorted(fp, fp[0], side="right")) - 1  # the last with FMR 0
+    last = int(np.searchsorted(tp, tp[-1])) + 1  # the first accepting every genuine pair
+    keep = slice(first, last)
+    return (fp[keep][::-1] / n_neg, (n_pos - tp[keep])[::-1] / n_pos,
+            thresholds[keep][::-1].astype(np.float64))
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -570,12 +583,19 @@ def gender_report(
     t, p, known = _check_gender(y_true, y_prob)
     t_known = t[known].astype(np.int64)
     pred = (p[known] >= threshold).astype(np.int64)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        t_known, pred, labels=[0, 1], zero_division=0
-    )
+    confusion = np.zeros((2, 2), np.int64)  # rows true, columns predicted
+    np.add.at(confusion, (t_known, pred), 1)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    hits = np.diag(confusion)
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero_division=0, as sklearn's
+        precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, hits / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0,
+                      2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
     both = np.unique(t_known).size == 2
     return {
-        "accuracy": float(skm.accuracy_score(t_known, pred)),
+        "accuracy": float(hits.sum() / max(t_known.size, 1)),
         "balanced_accuracy": float(np.mean(recall[support > 0])),
         "macro_f1": float(np.mean(f1)),
         "per_class": {
@@ -583,8 +603,8 @@ def gender_report(
                    "f1": float(f1[i]), "support": int(support[i])}
             for i, name in enumerate(class_names)
         },
-        "confusion_matrix": skm.confusion_matrix(t_known, pred, labels=[0, 1]),
-        "roc_auc": float(skm.roc_auc_score(t_known, p[known])) if both else None,
+        "confusion_matrix": confusion,
+        "roc_auc": _auc_of_ranks(-p[known], t_known == 1) if both else None,
         "threshold": float(threshold),
         "n": int(known.sum()),
         "n_unknown": int((~known).sum()),

@@ -30,6 +30,8 @@ _BLUE = "#2c6fbb"
 _ORANGE = "#e08a1e"
 _COLUMNS = 3
 _PANEL_SIZE = (5.4, 4.2)  # inches per panel
+_MARGINS = (1.35, 0.25, 0.4, 0.65)  # inches around each panel's axes: left, right, top, bottom
+_HEADLINE = 0.5  # inches above the panels for the figure's title
 
 Panel = Callable[[Any], None]  # draws on one Axes
 
@@ -49,10 +51,17 @@ def _render(evaluation, *, dpi: int, strict: bool) -> bytes:
     panels = _panels(evaluation)
     cols = min(_COLUMNS, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(_PANEL_SIZE[0] * cols, _PANEL_SIZE[1] * rows + 0.5), dpi=dpi,
-                 layout="constrained")
+    width, height = _PANEL_SIZE[0] * cols, _PANEL_SIZE[1] * rows + _HEADLINE
+    fig = Figure(figsize=(width, height), dpi=dpi)
     canvas = FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    # fixed margins in inches (room for 20-character tick labels): matplotlib's constrained
+    # layout measures every tick label and costs seconds
+    left, right, top, bottom = _MARGINS
+    axes_w, axes_h = _PANEL_SIZE[0] - left - right, _PANEL_SIZE[1] - top - bottom
+    axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw={
+        "left": left / width, "right": 1 - right / width,
+        "top": 1 - (_HEADLINE + top) / height, "bottom": bottom / height,
+        "wspace": (left + right) / axes_w, "hspace": (top + bottom) / axes_h})
     for ax, (title, draw) in zip(axes.flat, panels):
         try:
             draw(ax)
@@ -207,9 +216,10 @@ def _det(ax, d, s, t, m) -> None:
         _not_available(ax, "DET", "needs genuine and impostor pairs with a distance")
         return
     from matplotlib.ticker import FuncFormatter, NullFormatter
-    from sklearn.metrics import det_curve
 
-    fmr, fnmr, _ = det_curve(sf, -df)  # "same" scored by the negated distance
+    from siamface.metrics import det_curve
+
+    fmr, fnmr, _ = det_curve(df, sf)
     # a rate of 0 sits on the axis edge: half a pair below the finest step, at most 1%
     floor = min(0.5 / max(int(sf.sum()), int((~sf).sum())), 1e-2)
     fmr, fnmr = np.maximum(fmr, floor), np.maximum(fnmr, floor)
@@ -329,15 +339,15 @@ def _gender_bars(ax, gender: dict[str, Any]) -> None:
 
 def _summary(ax, m: dict[str, Any]) -> None:
     rows = [
-        ("verification accuracy", num(get(m, "verification", "accuracy"))),
-        ("verification macro F1", num(get(m, "verification", "macro_f1"))),
+        ("verification\naccuracy", num(get(m, "verification", "accuracy"))),
+        ("verification\nmacro F1", num(get(m, "verification", "macro_f1"))),
     ]
     gender = m.get("gender")
     if isinstance(gender, dict):
-        rows += [("gender accuracy", num(gender.get("accuracy"))),
-                 ("gender macro F1", num(gender.get("macro_f1")))]
+        rows += [("gender\naccuracy", num(gender.get("accuracy"))),
+                 ("gender\nmacro F1", num(gender.get("macro_f1")))]
     else:
-        rows += [("gender accuracy", None), ("gender macro F1", None)]
+        rows += [("gender\naccuracy", None), ("gender\nmacro F1", None)]
     y = np.arange(len(rows))[::-1]
     values = [np.nan if v is None else v for _, v in rows]
     ax.barh(y, values, color=[_BLUE, _BLUE, _ORANGE, _ORANGE][:len(rows)], height=0.6)
@@ -349,7 +359,7 @@ def _summary(ax, m: dict[str, Any]) -> None:
     ax.set_yticks(y, [name for name, _ in rows])
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlim(0.0, 1.0)
-    ax.set_title("Accuracy and macro F1")
+    ax.set_title("Accuracy and macro F1", fontsize=10)
 
 
 def _distortion_order(kinds: list[str]) -> list[str]:
