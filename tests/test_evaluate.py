@@ -154,6 +154,40 @@ def test_a_changed_setting_never_reuses_cached_entries(tmp_path):
     assert not np.allclose(unflipped.embeddings, first.embeddings)
 
 
+def test_worker_processes_detect_and_embed_the_same(tmp_path, monkeypatch, service):
+    """Two spawned processes (detection in each, then embedding with one torch thread each)
+    give the rows one process gives, in the same order, up to float rounding."""
+    from siamface.evaluation import embeddings
+
+    monkeypatch.setattr(embeddings, "PARALLEL_EMBED_MIN", 0)
+    calls = []
+    import multiprocessing.context as mp_context
+
+    spawn = mp_context.SpawnContext.Pool
+
+    def counting_pool(self, *args, **kwargs):
+        calls.append(kwargs.get("initializer") or args[1])
+        return spawn(self, *args, **kwargs)
+
+    monkeypatch.setattr(mp_context.SpawnContext, "Pool", counting_pool)
+    paths = [examples.path(n) for n in examples.names()] * 2 + [tmp_path / "missing.jpg"]
+    serial = embeddings.embed_paths(service, paths, cache_dir=tmp_path / "one", progress=False)
+    parallel = embeddings.embed_paths(service, paths, cache_dir=tmp_path / "two", workers=2,
+                                      progress=False)
+    assert [c.__name__ for c in calls] == ["_init_worker", "_init_embed_worker"]
+    assert parallel.computed == serial.computed == 4
+    np.testing.assert_array_equal(parallel.has_face, serial.has_face)
+    # one torch thread instead of two sums in another order: float rounding, no more (a
+    # landmark moved by rounding turns a few chip pixels by one grey level)
+    for i in range(len(paths) - 1):
+        difference = np.abs(parallel.chip(i).astype(int) - serial.chip(i))
+        assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    np.testing.assert_allclose(parallel.embeddings, serial.embeddings, atol=2e-4, equal_nan=True)
+    np.testing.assert_allclose(parallel.gender_prob, serial.gender_prob, atol=1e-4,
+                               equal_nan=True)
+    assert [p for p, _ in parallel.skipped] == [str(tmp_path / "missing.jpg")]
+
+
 # --- LFW: protocol pairs, bad pairs files, distorted copies, groups -------------------------
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "CacheEntry",
     "CropCache",
     "CropLike",
+    "read_chip",
     "CropPipeline",
     "FillResult",
     "PrepareReport",
@@ -193,6 +194,25 @@ def _canonical_params(params: dict[str, Any]) -> str:
 _MAX_CHIP_SIDE = 1024
 
 
+def read_chip(path: str | os.PathLike) -> np.ndarray:
+    """A cached chip file as (S, S, 3) uint8 RGB.
+
+    Chips are PNGs the crop cache wrote, so they skip :func:`siamface.io.load_image`'s checks
+    for foreign files (a quarter of the decoding time); anything else is refused."""
+    try:
+        with Image.open(path, formats=("PNG",)) as img:
+            if max(img.size) > _MAX_CHIP_SIDE:  # never decode a planted huge file
+                raise OSError(f"{img.width}x{img.height} is larger than any chip")
+            img.load()
+            chip = np.asarray(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(str(path), f"cached chip unreadable: {exc}") from exc
+    if chip.ndim != 3 or chip.shape[2] != 3 or chip.shape[0] != chip.shape[1] \
+            or chip.shape[0] > _MAX_CHIP_SIDE:
+        raise ImageDecodeError(str(path), f"not a cached chip (shape {chip.shape})")
+    return chip
+
+
 class CropCache:
     """Crops on disk for one set of preprocessing ``params`` under ``directory``.
 
@@ -241,23 +261,8 @@ class CropCache:
         return self.namespace / entry.chip
 
     def load_chip(self, entry: CacheEntry) -> np.ndarray:
-        """The chip of a record as (S, S, 3) uint8 RGB.
-
-        Chips are PNGs this cache wrote, so they skip :func:`siamface.io.load_image`'s checks
-        for foreign files (a quarter of the decoding time); anything else is refused."""
-        path = self.chip_path(entry)
-        try:
-            with Image.open(path, formats=("PNG",)) as img:
-                if max(img.size) > _MAX_CHIP_SIDE:  # never decode a planted huge file
-                    raise OSError(f"{img.width}x{img.height} is larger than any chip")
-                img.load()
-                chip = np.asarray(img)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageDecodeError(str(path), f"cached chip unreadable: {exc}") from exc
-        if chip.ndim != 3 or chip.shape[2] != 3 or chip.shape[0] != chip.shape[1] \
-                or chip.shape[0] > _MAX_CHIP_SIDE:
-            raise ImageDecodeError(str(path), f"not a cached chip (shape {chip.shape})")
-        return chip
+        """The chip of a record as (S, S, 3) uint8 RGB (see :func:`read_chip`)."""
+        return read_chip(self.chip_path(entry))
 
     def reload(self) -> None:
         """Forget the in-memory index (re-read on next access), e.g. after another process

@@ -5,6 +5,7 @@ per-group tables)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep no crops or embeddings on disk")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show progress bars (default: on)")
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                   help="processes detecting and embedding faces (default: the number of "
+                        "CPUs; 1: this process only)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +84,7 @@ def options_from(args: argparse.Namespace, groups: dict):
         errors_first=getattr(args, "errors_first", False),
         bootstrap=getattr(args, "bootstrap", 0),
         cache_dir=Path(args.cache) if args.cache else None, use_cache=not args.no_cache,
-        progress=args.progress)
+        progress=args.progress, workers=args.workers)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,7 +57,7 @@ def calibrate(service, dataset: FaceDataset, *, method: str = "youden", far: flo
     used = np.unique(np.concatenate([chosen.a, chosen.b]))  # not the clean copies replaced
     embedded = embed_paths(service, [images.paths[r] for r in used],
                            cache_dir=options.cache_dir, use_cache=options.use_cache,
-                           progress=options.progress)
+                           progress=options.progress, workers=options.workers)
     position = np.empty(len(images), np.int64)
     position[used] = np.arange(used.size)
     chosen.a, chosen.b = position[chosen.a], position[chosen.b]

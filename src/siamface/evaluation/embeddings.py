@@ -16,6 +16,7 @@ stale entry. Layout::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -27,7 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from siamface._atomic import atomic_path, atomic_write_bytes
-from siamface.cache import CacheEntry, CropCache, data_cache_dir, fill_cache, params_hash
+from siamface.cache import (
+    CacheEntry,
+    CropCache,
+    data_cache_dir,
+    fill_cache,
+    params_hash,
+    read_chip,
+)
 
 __all__ = ["EmbeddedImages", "EmbeddingStore", "embed_paths"]
 
@@ -120,7 +128,11 @@ def embed_paths(service, paths: Sequence[str | os.PathLike], *,
 
     ``cache_dir`` (default :func:`siamface.cache.data_cache_dir`) holds the crops and the
     embeddings; ``use_cache=False`` keeps nothing (a temporary crop cache, removed after).
-    Unreadable files and images without a face are rows without a face, never errors.
+    With ``workers > 1``, faces are detected in that many processes, and with the torch
+    runtime and at least :data:`PARALLEL_EMBED_MIN` faces to embed, embedded in that many
+    processes of one torch thread each (15% faster on 2 cores than one process of two
+    threads; the embeddings are the same). Unreadable files and images without a face are
+    rows without a face, never errors.
     """
     from tqdm.auto import tqdm
 
@@ -135,14 +147,15 @@ def embed_paths(service, paths: Sequence[str | os.PathLike], *,
         crops = CropCache(root / "crops", params)
         bar = stack.enter_context(tqdm(total=len(paths), desc=f"{desc}: detect", unit="img",
                                        disable=not progress, leave=False))
-        filled = fill_cache(crops, paths, pipeline, factory=None, workers=workers,
+        factory = functools.partial(_same, pipeline) if workers > 1 else None
+        filled = fill_cache(crops, paths, pipeline, factory=factory, workers=workers,
                             on_result=lambda _entry: bar.update(1))
         crops.close()
         entries = [crops.lookup(filled.keys[p]) if p in filled.keys else None for p in paths]
         store = EmbeddingStore(root / "embeddings", service.model_id, params) if use_cache \
             else None
         out = _assemble(service, paths, entries, filled.unreadable, crops, store,
-                        progress, desc)
+                        progress, desc, workers)
         if not use_cache:  # the temporary crop cache goes away: keep the chips in memory
             out.chips = {i: crops.load_chip(e) for i, e in enumerate(entries)
                          if e is not None and e.chip is not None}
@@ -152,7 +165,7 @@ def embed_paths(service, paths: Sequence[str | os.PathLike], *,
 
 def _assemble(service, paths: list[str], entries: list[CacheEntry | None],
               unreadable: dict[str, str], crops: CropCache, store: EmbeddingStore | None,
-              progress: bool, desc: str) -> EmbeddedImages:
+              progress: bool, desc: str, workers: int = 1) -> EmbeddedImages:
     from tqdm.auto import tqdm
 
     n, dim = len(paths), service.model.embedding_dim
@@ -176,13 +189,13 @@ def _assemble(service, paths: list[str], entries: list[CacheEntry | None],
             todo.setdefault(entry.key, []).append(i)
     keys = list(todo)
     batch = max(1, service.batch_size)
+    chunks = [keys[start:start + batch] for start in range(0, len(keys), batch)]
+    chip_paths = [[str(crops.chip_path(entries[todo[k][0]])) for k in chunk]
+                  for chunk in chunks]
     new_emb, new_logit = [], []
     with tqdm(total=len(keys), desc=f"{desc}: embed", unit="face", disable=not progress,
               leave=False) as bar:
-        for start in range(0, len(keys), batch):
-            chunk = keys[start:start + batch]
-            chips = np.stack([crops.load_chip(entries[todo[k][0]]) for k in chunk])
-            emb, logit = service._run_chips(chips)
+        for chunk, (emb, logit) in zip(chunks, _embed_chunks(service, chip_paths, workers)):
             new_emb.append(emb)
             new_logit.append(logit)
             for key, e, g in zip(chunk, emb, logit):
@@ -201,3 +214,43 @@ def _assemble(service, paths: list[str], entries: list[CacheEntry | None],
     return EmbeddedImages(paths, embeddings, gender_prob, has_face, detected, face_score,
                           entries, skipped, crops, computed=len(keys))
 
+
+
+PARALLEL_EMBED_MIN = 1024  # fewer faces than this: starting the processes costs more than it saves
+
+
+def _embed_chunks(service, chip_paths: list[list[str]], workers: int):
+    """(embeddings, logits) of each list of cached chips, in order."""
+    workers = min(workers, os.cpu_count() or 1)
+    faces = sum(map(len, chip_paths))
+    if workers < 2 or faces < PARALLEL_EMBED_MIN or getattr(service, "runtime", "torch") != "torch":
+        for paths in chip_paths:
+            yield service._run_chips(np.stack([read_chip(p) for p in paths]))
+        return
+    import multiprocessing
+
+    # spawn, not fork: a forked copy of torch's OpenMP pool can hang
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_embed_worker, initargs=(service,)) as pool:
+        yield from pool.imap(_embed_worker, chip_paths)
+
+
+_worker_service = None
+
+
+def _same(pipeline):
+    """A picklable factory handing each detection worker a copy of this pipeline."""
+    return pipeline
+
+
+def _init_embed_worker(service) -> None:
+    import torch
+
+    global _worker_service
+    torch.set_num_threads(1)  # the processes share the cores
+    _worker_service = service
+
+
+def _embed_worker(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    assert _worker_service is not None, "worker not initialised"
+    return _worker_service._run_chips(np.stack([read_chip(p) for p in paths]))

@@ -48,6 +48,7 @@ class EvaluationOptions:
     cache_dir: Path | None = None
     use_cache: bool = True
     progress: bool = True
+    workers: int = 1  # processes detecting and embedding faces (see embed_paths)
 
 
 def pair_distances(embedded: EmbeddedImages, pairs: PairSet) -> np.ndarray:
@@ -201,7 +202,8 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
                                   seed=options.seed, pool=pool)
               for column, labels in options.groups.items()}
     embedded = embed_paths(service, images.paths, cache_dir=options.cache_dir,
-                           use_cache=options.use_cache, progress=options.progress)
+                           use_cache=options.use_cache, progress=options.progress,
+                           workers=options.workers)
     d = pair_distances(embedded, base)
     classes = tuple(service.gender_classes)
     figures = verification_figures(d, base, threshold, n_boot=options.bootstrap,
