@@ -16,6 +16,8 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from siamface.errors import SiamfaceError, UnknownNameError
 from siamface.metrics import (
     NotFittedError,
+    bootstrap_cis,
+    tar_at_far_rate,
     ThresholdCalibrator,
     best_accuracy_threshold,
     bootstrap_ci,
@@ -542,6 +544,25 @@ def test_bootstrap_cluster_mode_keeps_clusters_whole():
     result = bootstrap_ci(statistic, row, clusters, clusters=clusters, n_boot=100)
     assert len(set(seen)) > 1  # the resample size follows the clusters drawn
     assert result["estimate"] == clusters.size
+
+
+def test_bootstrap_cis_equals_one_interval_at_a_time():
+    d, s = _tied_pairs(300, 21)
+    people = np.arange(d.size) // 3
+    statistics = {"accuracy": lambda dd, ss: verification_accuracy(dd, ss, 0.5),
+                  "tar": lambda dd, ss: tar_at_far_rate(dd, ss, 1e-2)}
+    together = bootstrap_cis(statistics, d, s, clusters=people, n_boot=200, seed=3)
+    for name, fn in statistics.items():
+        assert together[name] == bootstrap_ci(fn, d, s, clusters=people, n_boot=200, seed=3)
+
+    def fails_unless_unchanged(dd, ss):
+        if not np.array_equal(dd, d):  # every resample but one that is the data itself
+            raise ValueError("resampled")
+        return 0.0
+
+    with pytest.raises(ValueError, match="failed"):
+        bootstrap_cis({"ok": statistics["accuracy"], "bad": fails_unless_unchanged},
+                      d, s, n_boot=200)
 
 
 def test_bootstrap_interval_sanity():

@@ -35,6 +35,7 @@ __all__ = [
     "ThresholdCalibrator",
     "best_accuracy_threshold",
     "bootstrap_ci",
+    "bootstrap_cis",
     "det_curve",
     "eer",
     "error_rates",
@@ -470,6 +471,17 @@ def bootstrap_ci(
     and ``(1 + level) / 2`` quantiles of the resampled statistics), ``level``, ``samples``
     (resamples drawn), ``failed`` and ``unit`` ("cluster" or "pair").
     """
+    return bootstrap_cis({"value": statistic}, *arrays, clusters=clusters, n_boot=n_boot,
+                         level=level, seed=seed)["value"]
+
+
+def bootstrap_cis(
+    statistics: dict[str, Callable[..., float]], *arrays: Any, clusters: Any = None,
+    n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """:func:`bootstrap_ci` of several statistics of the same rows, each on the same
+    resamples (drawn once): name -> what :func:`bootstrap_ci` returns for that statistic.
+    Any statistic failing on more than half of the resamples raises ValueError."""
     columns = _check_columns(arrays)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
@@ -477,23 +489,29 @@ def bootstrap_ci(
         raise ValueError(f"level must be strictly between 0 and 1 (e.g. 0.95), got {level!r}")
     n = columns[0].size
     draw = _row_draw(n) if clusters is None else _cluster_draw(clusters, n)
-    estimate = float(statistic(*columns))
+    estimates = {name: float(fn(*columns)) for name, fn in statistics.items()}
     rng = np.random.default_rng(seed)
-    values, failed = [], 0
+    values: dict[str, list[float]] = {name: [] for name in statistics}
+    failed = dict.fromkeys(statistics, 0)
     for _ in range(int(n_boot)):
         rows = draw(rng)
-        try:
-            values.append(float(statistic(*(column[rows] for column in columns))))
-        except ValueError:
-            failed += 1
-    if failed > n_boot / 2:
-        raise ValueError(f"the statistic failed (ValueError) on {failed} of {n_boot} "
-                         "resamples; too few resamples for an interval")
+        resampled = [column[rows] for column in columns]
+        for name, fn in statistics.items():
+            try:
+                values[name].append(float(fn(*resampled)))
+            except ValueError:
+                failed[name] += 1
     alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return {"estimate": estimate, "low": float(low), "high": float(high),
-            "level": float(level), "samples": int(n_boot), "failed": failed,
-            "unit": "pair" if clusters is None else "cluster"}
+    out = {}
+    for name in statistics:
+        if failed[name] > n_boot / 2:
+            raise ValueError(f"the statistic failed (ValueError) on {failed[name]} of {n_boot} "
+                             "resamples; too few resamples for an interval")
+        low, high = np.quantile(values[name], [alpha, 1.0 - alpha])
+        out[name] = {"estimate": estimates[name], "low": float(low), "high": float(high),
+                     "level": float(level), "samples": int(n_boot), "failed": failed[name],
+                     "unit": "pair" if clusters is None else "cluster"}
+    return out
 
 
 # ----------------------------------------------------------------------------- groups

@@ -75,14 +75,22 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _ci(statistic, pairs: PairSet, arrays: tuple, n_boot: int, seed: int) -> list[float] | None:
+def _cis(statistics: dict, pairs: PairSet, arrays: tuple, n_boot: int, seed: int
+         ) -> dict[Any, list[float] | None]:
+    """[low, high] of each statistic on the same resamples of people (None for one that
+    cannot be resampled, or with ``n_boot`` 0)."""
+    out: dict[Any, list[float] | None] = dict.fromkeys(statistics)
     if n_boot <= 0:
-        return None
-    try:
-        ci = M.bootstrap_ci(statistic, *arrays, clusters=pairs.cluster, n_boot=n_boot, seed=seed)
-    except ValueError:
-        return None
-    return [ci["low"], ci["high"]]
+        return out
+    with contextlib.suppress(ValueError):  # all together, the common case
+        cis = M.bootstrap_cis(statistics, *arrays, clusters=pairs.cluster, n_boot=n_boot,
+                              seed=seed)
+        return {name: [ci["low"], ci["high"]] for name, ci in cis.items()}
+    for name, fn in statistics.items():  # one of them fails: keep the others
+        with contextlib.suppress(ValueError):
+            ci = M.bootstrap_ci(fn, *arrays, clusters=pairs.cluster, n_boot=n_boot, seed=seed)
+            out[name] = [ci["low"], ci["high"]]
+    return out
 
 
 def verification_figures(d: np.ndarray, pairs: PairSet, threshold: float, *, n_boot: int,
@@ -92,9 +100,13 @@ def verification_figures(d: np.ndarray, pairs: PairSet, threshold: float, *, n_b
     out: dict[str, Any] = dict(M.error_rates(d, same, threshold))
     out["pairs"] = len(pairs)
     out["no_verdict_pairs"] = int(np.isinf(d).sum())
-    out["accuracy_ci"] = _ci(lambda dd, ss: M.verification_accuracy(dd, ss, threshold),
-                             pairs, (d, same), n_boot, seed)
     both = same.any() and not same.all()
+    statistics = {"accuracy": lambda dd, ss: M.verification_accuracy(dd, ss, threshold)}
+    if both:
+        statistics.update({far: lambda dd, ss, _f=far: M.tar_at_far_rate(dd, ss, _f)
+                           for far in FARS})
+    cis = _cis(statistics, pairs, (d, same), n_boot, seed)
+    out["accuracy_ci"] = cis["accuracy"]
     if not both:
         return out
     out["auc"] = M.roc_auc(d, same)
@@ -104,8 +116,7 @@ def verification_figures(d: np.ndarray, pairs: PairSet, threshold: float, *, n_b
     out["tar_at_far"] = {}
     for far in FARS:
         row = dict(M.tar_at_far(d, same, far))
-        row["ci"] = _ci(lambda dd, ss, _f=far: M.tar_at_far_rate(dd, ss, _f),
-                        pairs, (d, same), n_boot, seed)
+        row["ci"] = cis[far]
         out["tar_at_far"][f"{far:.0e}"] = row
     k = None
     if pairs.folds is not None and np.unique(pairs.folds).size >= 2:
