@@ -156,6 +156,18 @@ def test_params_are_json_and_change_with_settings() -> None:
     assert FacePipeline(select="largest", detector=det).params() != a
 
 
+def test_the_cascade_version_keys_the_crop_cache(monkeypatch) -> None:
+    from siamface.cache import params_hash
+    from siamface.detect import MTCNN
+    from siamface.detect.cascade import Cascade
+
+    pipeline = FacePipeline(detector=MTCNN())
+    before = pipeline.params()
+    assert before["detector"]["version"] == Cascade.version
+    monkeypatch.setattr(Cascade, "version", Cascade.version + 1)
+    assert params_hash(pipeline.params()) != params_hash(before)
+
+
 # ------------------------------------------------------------------ real LFW faces, MTCNN
 
 

@@ -357,7 +357,7 @@ def _describe_detector(detector: Any) -> dict[str, Any]:
     if callable(describe):
         return {"name": type(detector).__name__, **dict(describe())}
     settings = {}
-    for key in ("min_face_size", "factor", "thresholds", "max_side"):
+    for key in ("version", "min_face_size", "factor", "thresholds", "max_side"):
         if hasattr(detector, key):
             value = getattr(detector, key)
             settings[key] = list(value) if isinstance(value, tuple) else value

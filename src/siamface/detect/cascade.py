@@ -325,7 +325,12 @@ class Cascade:
     between pyramid levels, ``thresholds`` the face-probability thresholds of P-Net, R-Net and
     O-Net, and images whose long side exceeds ``max_side`` are shrunk to it for detection
     (results are mapped back to the original pixels).
+
+    ``version`` names the cascade's arithmetic: it goes into the crop cache's key, so crops
+    cut by an older cascade are never reused. Raise it with any change that can move a box.
     """
+
+    version = 2  # 2: thresholds compared with the networks' raw logits
 
     def __init__(
         self,
