@@ -195,3 +195,29 @@ def test_cli_analyze_and_embed_with_the_onnx_runtime(export_dir, tmp_path, capsy
     assert main(["embed", str(folder), "--out", str(out), "--no-progress", *flags]) == 0
     with np.load(out) as data:
         assert data["embeddings"].shape == (2, 128)
+
+
+def test_the_rest_api_serves_the_onnx_runtime(export_dir, onnx_service):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from siamface.web.app import create_app
+    from siamface.web.state import AppState, ServeConfig
+
+    state = AppState(ServeConfig(runtime="onnx", onnx_dir=export_dir, ui=False))
+    try:
+        client = TestClient(create_app(state=state, ui=False))
+        files = {"a": ("a.jpg", Path(A).read_bytes(), "image/jpeg"),
+                 "b": ("b.jpg", Path(B).read_bytes(), "image/jpeg")}
+        reply = client.post("/api/v1/verify", files=files)
+        assert reply.status_code == 200, reply.text
+        expected = onnx_service.verify(A, B)
+        assert reply.json()["is_match"] is True
+        assert reply.json()["distance"] == pytest.approx(expected.distance, abs=1e-6)
+        centre = client.post("/api/v1/verify", files=files, data={"crop": "center"})
+        assert centre.status_code == 200, centre.text
+        assert type(state.service(crop="center")).__name__ == "OnnxFaceService"
+        assert client.get("/api/v1/version").json()["runtime"] == "onnx"
+    finally:
+        state.close()

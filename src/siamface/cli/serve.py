@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from siamface.cli._common import EXIT_BAD_INPUT, positive_int
+from siamface.service import RUNTIMES
 
 INSTALL_HINT = "pip install 'siamface[web]'"
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]", "::1"]
@@ -57,6 +58,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse images with more pixels (default: {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="inference runtime (default: torch); onnx / onnx-int8 run each "
+                        "model's ONNX export (`siamface export --format onnx --with-detector`) "
+                        "with ONNX Runtime")
+    p.add_argument("--onnx-dir", type=Path, default=None, metavar="DIR",
+                   help="with --runtime onnx: the default model's export folder (default: the "
+                        "export cache)")
     p.add_argument("--no-ui", dest="ui", action="store_false",
                    help="serve the REST API only (no Gradio UI)")
     p.add_argument("--log-level", default="warning",
@@ -135,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
                          max_request_bytes=args.max_request_mb * 2**20,
                          max_files=args.max_files, max_pixels=args.max_pixels,
                          queue_size=args.queue_size, inference_threads=args.inference_threads,
-                         device=args.device, ui=args.ui,
+                         device=args.device, runtime=args.runtime, onnx_dir=args.onnx_dir,
+                         ui=args.ui,
                          allowed_hosts=LOOPBACK_NAMES if loopback else None)
     if not loopback and not config.api_key:
         print(f"siamface serve: warning: listening on {args.host} without an API key: anyone "

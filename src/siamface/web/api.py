@@ -549,13 +549,18 @@ def build_router(state: AppState) -> APIRouter:
 
     @router.get("/version", summary="Versions of siamface, the API and the default model")
     async def version():
-        import torch
+        from importlib import metadata
 
         import siamface
 
         info = state.service().info
+        try:  # read from the installed package: the onnx runtime never imports torch
+            torch_version = metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            torch_version = None
         return {"siamface": siamface.__version__, "api": "v1",
-                "python": platform.python_version(), "torch": torch.__version__,
+                "python": platform.python_version(), "torch": torch_version,
+                "runtime": state.config.runtime,
                 "default_model": {"name": state.default_model, "backbone": info.backbone,
                                   "threshold": float(info.threshold)}}
 

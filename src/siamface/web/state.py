@@ -60,6 +60,8 @@ class ServeConfig:
     inference_threads: int = 1
     retry_after_s: int = 2
     device: str = "cpu"
+    runtime: str = "torch"  # or "onnx" / "onnx-int8": siamface.ort, from an ONNX export
+    onnx_dir: Path | None = None  # the export folder (None: the export cache)
     ui: bool = True  # mount the Gradio UI at / (when gradio is importable)
     allowed_hosts: list[str] | None = None  # Host header names answered (None: any)
 
@@ -127,7 +129,7 @@ class AppState:
         self._default = _Model(default_name, default_path, True)
         if service is None:
             service = load(None if default_path is None else default_path,
-                           max_pixels=self.config.max_pixels, device=self.config.device)
+                           **self._load_options(default=True))
         self._services[(default_name, None, None)] = service
         self._admitted = 0
         self._admit_lock = threading.Lock()
@@ -185,11 +187,15 @@ class AppState:
                 return self._services[key]
             base = self._services.get((entry.name, None, None))
             if base is None:
-                base = load(entry.path, max_pixels=self.config.max_pixels,
-                            device=self.config.device)
+                base = load(entry.path, **self._load_options(default=entry.default))
                 self._services[(entry.name, None, None)] = base
             if crop is None and fallback_policy is None:
                 return base
+            if self.config.runtime != "torch":  # no torch model to share: load the variant
+                variant = load(entry.path, crop=crop, fallback_policy=fallback_policy,
+                               **self._load_options(default=entry.default))
+                self._services[key] = variant
+                return variant
             pipeline = pipeline_for(entry.path, backbone=None if entry.path else base.info.backbone,
                                     crop=crop, fallback_policy=fallback_policy,
                                     max_pixels=self.config.max_pixels)
@@ -198,6 +204,15 @@ class AppState:
                                   model_path=base.model_path)
             self._services[key] = variant
             return variant
+
+    def _load_options(self, *, default: bool) -> dict[str, Any]:
+        """How :func:`siamface.service.load` loads a model of this app. ``onnx_dir`` names
+        the default model's export; other checkpoints use their own in the export cache."""
+        options: dict[str, Any] = {"max_pixels": self.config.max_pixels,
+                                   "device": self.config.device, "runtime": self.config.runtime}
+        if self.config.runtime != "torch" and default and self.config.onnx_dir is not None:
+            options["onnx_dir"] = self.config.onnx_dir
+        return options
 
     def models(self) -> list[dict]:
         """What ``GET /models`` lists: each model's name, file, backbone, threshold and how
