@@ -117,3 +117,37 @@ def test_64_concurrent_verifies(server):
     assert peak < PEAK_RSS_LIMIT, f"peak RSS {peak / 2**20:.0f} MiB"
     print(f"\n{len(ok)} x 200, {len(busy)} x 503 in {seconds:.1f} s; peak RSS "
           f"{peak / 2**20:.0f} MiB")
+
+
+def test_accepted_connections_send_without_nagle_delay():
+    """The listening socket says IPPROTO_TCP, so asyncio turns TCP_NODELAY on for each
+    accepted connection (without it, every keep-alive request after the first waited for
+    the client's delayed ACK, 40 ms on Linux)."""
+    import asyncio
+    import socket
+
+    from siamface.cli.serve import _bind
+
+    listener = _bind("127.0.0.1", 0)
+    seen: list[int] = []
+
+    class Record(asyncio.Protocol):
+        def connection_made(self, transport):
+            sock = transport.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def accept_one() -> None:
+        server = await asyncio.get_running_loop().create_server(Record, sock=listener)
+        port = listener.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(accept_one())
+    assert seen and seen[0] != 0
