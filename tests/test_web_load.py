@@ -151,3 +151,25 @@ def test_accepted_connections_send_without_nagle_delay():
 
     asyncio.run(accept_one())
     assert seen and seen[0] != 0
+
+
+def test_models_are_loaded_on_the_inference_worker(monkeypatch):
+    """torch's first parallel work happens on the thread that runs every model: loading
+    on the main thread left the worker's OpenMP team using about 1.3 of 2 cores."""
+    import siamface.service
+    from siamface.web.state import AppState, ServeConfig
+
+    threads = []
+    real_load = siamface.service.load
+
+    def recording_load(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(siamface.service, "load", recording_load)
+    state = AppState(ServeConfig(ui=False))
+    try:
+        state.run(lambda: state.service(crop="center"))
+    finally:
+        state.close()
+    assert len(threads) == 1 and threads[0].startswith("siamface-infer")
