@@ -29,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import _machine
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"photos: {label}; {os.cpu_count()} CPU(s); queue size {args.queue_size}; load "
           f"average {load_before:.2f} before (other processes on the machine)")
+    print(_machine.describe())
     print(f"warm single verify ({single['requests']} sequential): p50 {single['p50_ms']:.0f} ms, "
           f"p95 {single['p95_ms']:.0f} ms, mean {single['mean_ms']:.0f} ms, "
           f"min {single['min_ms']:.0f} ms; server CPU "

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import _machine
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,6 +51,7 @@ def main() -> int:
     if args.model:
         command += ["--model", args.model]
     command += ["--runtime", args.runtime]
+    print(_machine.describe())
     fill = _siamface(*command)
     print(f"first run (fills whatever the caches lack): {fill:.1f} s")
     _siamface("cache", "clear", "--only", "embeddings", "--cache", str(args.cache))
@@ -58,6 +61,7 @@ def main() -> int:
     k = metrics["verification"]["kfold"]
     print(f"6,000 LFW pairs from cached crops alone: {crops_only:.1f} s")
     print(f"6,000 LFW pairs from cached crops and embeddings: {both:.1f} s")
+    print(_machine.describe())
     print(f"10-fold accuracy {100 * k['mean']:.2f}% +- {100 * k['std']:.2f} "
           f"(model {metrics['model']['description']})")
     return 0

@@ -16,11 +16,10 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from siamface.errors import SiamfaceError, UnknownNameError
 from siamface.metrics import (
     NotFittedError,
-    bootstrap_cis,
-    tar_at_far_rate,
     ThresholdCalibrator,
     best_accuracy_threshold,
     bootstrap_ci,
+    bootstrap_cis,
     det_curve,
     eer,
     error_rates,
@@ -32,6 +31,7 @@ from siamface.metrics import (
     roc_auc,
     roc_curve,
     tar_at_far,
+    tar_at_far_rate,
     threshold_sweep,
     verification_accuracy,
     youden_threshold,

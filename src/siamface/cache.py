@@ -63,7 +63,6 @@ __all__ = [
     "CacheEntry",
     "CropCache",
     "CropLike",
-    "read_chip",
     "CropPipeline",
     "FillResult",
     "PrepareReport",
@@ -71,6 +70,7 @@ __all__ = [
     "fill_cache",
     "params_hash",
     "prepare",
+    "read_chip",
 ]
 
 logger = logging.getLogger(__name__)
