@@ -197,7 +197,7 @@ def test_cli_analyze_and_embed_with_the_onnx_runtime(export_dir, tmp_path, capsy
         assert data["embeddings"].shape == (2, 128)
 
 
-def test_the_rest_api_serves_the_onnx_runtime(export_dir, onnx_service):
+def test_the_rest_api_serves_the_onnx_runtime(export_dir, onnx_service, tmp_path):
     pytest.importorskip("fastapi")
     pytest.importorskip("httpx")
     from fastapi.testclient import TestClient
@@ -205,7 +205,12 @@ def test_the_rest_api_serves_the_onnx_runtime(export_dir, onnx_service):
     from siamface.web.app import create_app
     from siamface.web.state import AppState, ServeConfig
 
-    state = AppState(ServeConfig(runtime="onnx", onnx_dir=export_dir, ui=False))
+    models = tmp_path / "models"
+    models.mkdir()
+    rewrite_checkpoint(default_model_path(), models / "other.safetensors",
+                       lambda m: m["threshold"].update(value=0.5))  # no export of its own
+    state = AppState(ServeConfig(runtime="onnx", onnx_dir=export_dir, models_dir=models,
+                                 ui=False))
     try:
         client = TestClient(create_app(state=state, ui=False))
         files = {"a": ("a.jpg", Path(A).read_bytes(), "image/jpeg"),
@@ -219,5 +224,9 @@ def test_the_rest_api_serves_the_onnx_runtime(export_dir, onnx_service):
         assert centre.status_code == 200, centre.text
         assert type(state.service(crop="center")).__name__ == "OnnxFaceService"
         assert client.get("/api/v1/version").json()["runtime"] == "onnx"
+        missing = client.post("/api/v1/verify", files=files, data={"model": "other"})
+        assert missing.status_code == 400, missing.text
+        assert missing.json()["code"] == "bad_checkpoint"
+        assert "siamface export --format onnx" in missing.json()["message"]
     finally:
         state.close()
