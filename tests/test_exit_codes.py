@@ -653,6 +653,20 @@ def verify_onnx_not_exported(env: Env) -> Expect:
                   err=("error", "no ONNX export", "siamface export --format onnx --with-detector"))
 
 
+def bench_good(env: Env) -> Expect:
+    return Expect(["bench", str(Path(env.a1).parent), "--images", "2", "--no-cold-start"],
+                  EXIT_OK, out=("embed + gender", "GFLOP/s"))
+
+
+def bench_empty_folder(env: Env) -> Expect:
+    return Expect(["bench", str(env.tmp), "--no-cold-start"], EXIT_BAD_INPUT,
+                  err=("error", "no images under"))
+
+
+def bench_bad_flag(env: Env) -> Expect:
+    return Expect(["bench", str(env.tmp), "--images", "0"], USAGE, err=("--images",))
+
+
 SLOW = {"train_tiny", "facenet_verify", "facenet_embed", "export_good"}
 CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          verify_bad_flag,
@@ -673,7 +687,8 @@ CASES = [verify_match, verify_no_match, verify_unreadable, verify_missing_image,
          identify_good, identify_one_broken, identify_empty_gallery, identify_bad_flag,
          serve_missing_model, serve_missing_allow_path, serve_without_web_extra, serve_bad_flag,
          export_good, export_no_onnx_path, export_int8_without_calibration, export_bad_format,
-         verify_onnx_not_exported]
+         verify_onnx_not_exported,
+         bench_good, bench_empty_folder, bench_bad_flag]
 
 
 def test_every_command_is_covered():

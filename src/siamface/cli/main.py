@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "two-stage training of the heads and the top backbone layers",
     "weights": "list, locate or explicitly download backbone weights",
     "export": "export a model (and MTCNN) to ONNX for --runtime onnx",
+    "bench": "speed of each stage of the face pipeline on a folder of images",
     "serve": "web app and REST API (needs the web extra)",
 }
 
