@@ -4,21 +4,8 @@ change speed by 30% or more within an hour, so a figure means little without it.
 from __future__ import annotations
 
 import os
-import time
 
-import numpy as np
-
-
-def matmul_gflops(seconds: float = 1.0, n: int = 512) -> float:
-    """float32 matrix-multiply rate (GFLOP/s) over about ``seconds``, every core."""
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((2, n, n), dtype=np.float32)
-    a @ b
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        done += 1
-    return 2 * n**3 * done / (time.perf_counter() - start) / 1e9
+from siamface.bench import matmul_gflops
 
 
 def describe() -> str:
