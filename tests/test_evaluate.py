@@ -159,6 +159,7 @@ def test_worker_processes_detect_and_embed_the_same(tmp_path, monkeypatch, servi
     give the rows one process gives, in the same order, up to float rounding."""
     from siamface.evaluation import embeddings
 
+    monkeypatch.setattr(embeddings, "PARALLEL_DETECT_MIN", 0)
     monkeypatch.setattr(embeddings, "PARALLEL_EMBED_MIN", 0)
     calls = []
     import multiprocessing.context as mp_context

@@ -128,11 +128,12 @@ def embed_paths(service, paths: Sequence[str | os.PathLike], *,
 
     ``cache_dir`` (default :func:`siamface.cache.data_cache_dir`) holds the crops and the
     embeddings; ``use_cache=False`` keeps nothing (a temporary crop cache, removed after).
-    With ``workers > 1``, faces are detected in that many processes, and with the torch
-    runtime and at least :data:`PARALLEL_EMBED_MIN` faces to embed, embedded in that many
-    processes of one torch thread each (15% faster on 2 cores than one process of two
-    threads; the embeddings are the same). Unreadable files and images without a face are
-    rows without a face, never errors.
+    With ``workers > 1`` and at least :data:`PARALLEL_DETECT_MIN` paths, faces are detected
+    in that many processes; with the torch runtime and at least :data:`PARALLEL_EMBED_MIN`
+    faces to embed, they are embedded in that many processes of one torch thread each (15%
+    faster on 2 cores than one process of two threads; the same embeddings up to float
+    rounding). Unreadable files and images without a face are rows without a face, never
+    errors.
     """
     from tqdm.auto import tqdm
 
@@ -147,7 +148,8 @@ def embed_paths(service, paths: Sequence[str | os.PathLike], *,
         crops = CropCache(root / "crops", params)
         bar = stack.enter_context(tqdm(total=len(paths), desc=f"{desc}: detect", unit="img",
                                        disable=not progress, leave=False))
-        factory = functools.partial(_same, pipeline) if workers > 1 else None
+        parallel = workers > 1 and len(paths) >= PARALLEL_DETECT_MIN
+        factory = functools.partial(_same, pipeline) if parallel else None
         filled = fill_cache(crops, paths, pipeline, factory=factory, workers=workers,
                             on_result=lambda _entry: bar.update(1))
         crops.close()
@@ -216,7 +218,9 @@ def _assemble(service, paths: list[str], entries: list[CacheEntry | None],
 
 
 
-PARALLEL_EMBED_MIN = 1024  # fewer faces than this: starting the processes costs more than it saves
+# fewer images or faces than these: starting the processes (about 4 s) costs more than it saves
+PARALLEL_DETECT_MIN = 256
+PARALLEL_EMBED_MIN = 1024
 
 
 def _embed_chunks(service, chip_paths: list[list[str]], workers: int):
