@@ -23,6 +23,8 @@ from pathlib import Path
 
 import _machine
 
+from siamface.service import RUNTIMES
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -40,7 +42,7 @@ def main() -> int:
     p.add_argument("--cache", type=Path, default=REPO / ".cache" / "faces")
     p.add_argument("--out", type=Path, default=REPO / ".cache" / "bench-evaluate")
     p.add_argument("--model", default=None)
-    p.add_argument("--runtime", choices=("torch", "onnx", "onnx-int8"), default="torch",
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="inference runtime (onnx*: needs `siamface export --format onnx`)")
     args = p.parse_args()
     if not (args.lfw / "pairs.txt").is_file():

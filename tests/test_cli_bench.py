@@ -4,6 +4,7 @@ figures consistent with each other, and a folder without images refused with exi
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -34,12 +35,14 @@ def test_bench_times_every_stage_on_real_photos(capsys):
         figures["backbone_gflops"] / figures["matmul_gflops"])
 
 
-def test_bench_text_output_names_each_stage(capsys):
+def test_bench_text_output_names_each_stage_and_times_a_new_verify(capsys):
     folder = str(examples.path(examples.names()[0]).parent)
-    assert main(["bench", folder, "--images", "2", "--no-cold-start"]) == EXIT_OK
+    assert main(["bench", folder, "--images", "2", "--no-flip"]) == EXIT_OK
     out = capsys.readouterr().out
-    for words in ("decode", "detect + align", "embed + gender", "end to end", "GFLOP/s"):
+    for words in ("decode", "detect + align", "embed + gender", "end to end", "GFLOP/s",
+                  "1 pass(es) per face"):
         assert words in out
+    assert re.search(r"new `siamface verify` process: \d+\.\d\d s wall", out), out
 
 
 def test_bench_on_a_folder_without_images(tmp_path, capsys):

@@ -67,7 +67,7 @@ def _stage(name: str, count: int, seconds: float, per_item_ms: list[float], unit
 
 def _backbone_gflop(service) -> float | None:
     """GFLOP of one pass of the backbone on one chip (torch runtime only), else None."""
-    if getattr(service, "runtime", "torch") != "torch":
+    if service.runtime != "torch":
         return None
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -79,28 +79,32 @@ def _backbone_gflop(service) -> float | None:
     return counter.get_total_flops() / 1e9
 
 
-def _cold_verify(a: str, b: str, runtime: str, model: str | None) -> float:
-    command = [sys.executable, "-m", "siamface.cli.main", "verify", a, b, "--runtime", runtime]
-    if model:
-        command += ["--model", model]
+def _cold_verify(a: str, b: str, verify_options: Sequence[str]) -> float | None:
+    """Wall seconds of ``siamface verify a b`` in a new process; None when it failed (exit
+    code 2: bad input or a missing export), so a failure is never timed as a start-up."""
+    command = [sys.executable, "-m", "siamface.cli.main", "verify", a, b, *verify_options]
     began = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - began
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          check=False)
+    seconds = time.perf_counter() - began
+    return None if done.returncode == 2 else seconds  # 0 match, 1 no match, 3 no face
 
 
 def run_bench(service, folder: str | os.PathLike, *, images: int = 64, batch: int = 32,
-              cold_start: bool = True, model: str | None = None) -> dict[str, Any]:
+              verify_options: Sequence[str] | None = None) -> dict[str, Any]:
     """Every figure of ``siamface bench`` for ``service`` on up to ``images`` files of
-    ``folder`` (warm: each stage runs once on a few images before it is timed)."""
+    ``folder`` (warm: detection and embedding run once on two images before the timing).
+    ``verify_options``: the flags a new ``siamface verify`` process gets to load the same
+    model (its wall time is measured); None: not measured."""
     from siamface.errors import DatasetError
 
     paths = [str(p) for p in find_images(folder)[:images]]
     if not paths:
         raise DatasetError(f"no images under {folder}")
     pipeline = service.pipeline
-    pixels = [load_image(p, max_pixels=service.max_pixels) for p in paths[:2]]
-    pipeline.crop_batch(pixels)  # warm-up: the detector is built, torch / ORT are warm
-    service._run_chips(np.stack([c.chip for c in pipeline.crop_batch(pixels)]))
+    warm = pipeline.crop_batch([load_image(p, max_pixels=service.max_pixels)
+                                for p in paths[:2]])  # builds the detector
+    service._run_chips(np.stack([c.chip for c in warm]))
 
     stages = []
     decoded: list[np.ndarray] = []
@@ -111,7 +115,10 @@ def run_bench(service, folder: str | os.PathLike, *, images: int = 64, batch: in
     seconds, per = _timed_batches(decoded, batch, lambda chunk: crops.extend(
         pipeline.crop_batch(chunk)))
     stages.append(_stage("detect + align", len(decoded), seconds, per, "image"))
-    chips = np.stack([c.chip for c in crops if getattr(c, "no_face", None) is None])
+    faces = [c.chip for c in crops if getattr(c, "no_face", None) is None]
+    if not faces:
+        raise DatasetError(f"no face found in the {len(paths)} images measured under {folder}")
+    chips = np.stack(faces)
     seconds, per = _timed_batches(chips, batch, lambda chunk: service._run_chips(
         np.stack(chunk)))
     passes = 2 if service.flip else 1
@@ -125,21 +132,21 @@ def run_bench(service, folder: str | os.PathLike, *, images: int = 64, batch: in
     gflop = _backbone_gflop(service)
     achieved = (gflop * 1000 / embed["ms_per_pass"]) if gflop is not None else None
     out: dict[str, Any] = {
-        "runtime": getattr(service, "runtime", "torch"), "model": service.describe(),
+        "runtime": service.runtime, "model": service.describe(),
         "batch": batch, "flip": bool(service.flip), "passes_per_face": passes,
         "threads": _threads(service), "cpus": os.cpu_count(), "stages": stages,
         "matmul_gflops": peak, "backbone_gflop_per_pass": gflop,
         "backbone_gflops": achieved,
         "backbone_share_of_matmul": achieved / peak if achieved is not None else None,
-        "cold_verify_s": (_cold_verify(paths[0], paths[min(1, len(paths) - 1)],
-                                       getattr(service, "runtime", "torch"), model)
-                          if cold_start else None),
+        "cold_verify_s": (None if verify_options is None else
+                          _cold_verify(paths[0], paths[min(1, len(paths) - 1)],
+                                       verify_options)),
     }
     return out
 
 
 def _threads(service) -> int | None:
-    if getattr(service, "runtime", "torch") != "torch":
+    if service.runtime != "torch":
         return getattr(service, "threads", None)
     import torch
 

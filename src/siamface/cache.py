@@ -207,8 +207,7 @@ def read_chip(path: str | os.PathLike) -> np.ndarray:
             chip = np.asarray(img)
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(str(path), f"cached chip unreadable: {exc}") from exc
-    if chip.ndim != 3 or chip.shape[2] != 3 or chip.shape[0] != chip.shape[1] \
-            or chip.shape[0] > _MAX_CHIP_SIDE:
+    if chip.ndim != 3 or chip.shape[2] != 3 or chip.shape[0] != chip.shape[1]:
         raise ImageDecodeError(str(path), f"not a cached chip (shape {chip.shape})")
     return chip
 

@@ -606,11 +606,11 @@ def gender_report(
     support = confusion.sum(axis=1)
     predicted = confusion.sum(axis=0)
     hits = np.diag(confusion)
-    with np.errstate(divide="ignore", invalid="ignore"):  # zero_division=0, as sklearn's
-        precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), 0.0)
-        recall = np.where(support > 0, hits / np.maximum(support, 1), 0.0)
-        f1 = np.where(precision + recall > 0,
-                      2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    # an empty denominator scores 0, as sklearn's zero_division=0
+    precision = hits / np.maximum(predicted, 1)
+    recall = hits / np.maximum(support, 1)
+    summed = precision + recall
+    f1 = 2 * precision * recall / np.where(summed > 0, summed, 1.0)
     both = np.unique(t_known).size == 2
     return {
         "accuracy": float(hits.sum() / max(t_known.size, 1)),

@@ -166,6 +166,8 @@ def _untrained_default(backbone: str, weights: str | None):
 class FaceService:
     """A loaded model plus its face pipeline. Thread-compatible for reads."""
 
+    runtime = "torch"  # one of RUNTIMES; siamface.ort's service sets its own
+
     def __init__(self, model, info: CheckpointInfo, pipeline, *, flip: bool = False,
                  device: str | torch.device = "cpu", batch_size: int = 32,
                  model_path: str | os.PathLike | None = None):

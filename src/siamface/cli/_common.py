@@ -59,6 +59,8 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from siamface.service import RUNTIMES
+
     parser.add_argument("--model", metavar="PATH", default=None,
                         help="checkpoint (.safetensors); default: the shipped model")
     parser.add_argument("--backbone", default=None,
@@ -71,7 +73,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="average each face with its mirror image (default: as the model "
                              "was calibrated)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--runtime", choices=("torch", "onnx", "onnx-int8"), default="torch",
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch",
                         help="torch (default), or the model's ONNX export run by ONNX Runtime "
                              "without torch (made by `siamface export --format onnx "
                              "--with-detector`; onnx-int8: its --int8 model)")
@@ -80,7 +82,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "cache)")
 
 
-def load_service(args: argparse.Namespace):
+def load_service(args: argparse.Namespace, **options: Any):
+    """The service ``add_model_arguments``' flags describe (``options``: more of
+    :func:`siamface.service.load`'s keywords, e.g. ``batch_size``)."""
     from siamface.service import load
 
     return load(args.model, crop=args.crop, select=args.select, flip=args.flip,
@@ -88,7 +92,7 @@ def load_service(args: argparse.Namespace):
                 backbone_weights=args.backbone_weights, max_pixels=args.max_pixels,
                 fallback_policy=args.fallback_policy,
                 runtime=getattr(args, "runtime", "torch"),
-                onnx_dir=getattr(args, "onnx_dir", None))
+                onnx_dir=getattr(args, "onnx_dir", None), **options)
 
 
 def print_json(data: Any) -> None:

@@ -41,10 +41,9 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    service = load_service(args)
-    service.batch_size = args.batch
+    service = load_service(args, batch_size=args.batch)
     figures = run_bench(service, args.folder, images=args.images, batch=args.batch,
-                        cold_start=args.cold_start, model=args.model)
+                        verify_options=_verify_options(args) if args.cold_start else None)
     if args.json:
         print_json(figures)
         return EXIT_OK
@@ -68,4 +67,18 @@ def run(args: argparse.Namespace) -> int:
         print("  backbone share of the matmul rate: not measured (FLOPs are counted with torch)")
     if figures["cold_verify_s"] is not None:
         print(f"  new `siamface verify` process: {figures['cold_verify_s']:.2f} s wall")
+    elif args.cold_start:
+        print("  new `siamface verify` process: failed (run it by hand to see why)")
     return EXIT_OK
+
+
+def _verify_options(args: argparse.Namespace) -> list[str]:
+    """The flags that make a new ``siamface verify`` load the model this bench measured."""
+    options = ["--runtime", args.runtime]
+    for flag, value in (("--model", args.model), ("--onnx-dir", args.onnx_dir),
+                        ("--backbone", args.backbone), ("--crop", args.crop)):
+        if value is not None:
+            options += [flag, str(value)]
+    if args.flip is not None:
+        options.append("--flip" if args.flip else "--no-flip")
+    return options

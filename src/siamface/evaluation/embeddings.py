@@ -40,6 +40,9 @@ from siamface.cache import (
 __all__ = ["EmbeddedImages", "EmbeddingStore", "embed_paths"]
 
 MAX_PARTS = 16  # more part files than this are merged into one
+# fewer images or faces than these: starting the processes (about 4 s) costs more than it saves
+PARALLEL_DETECT_MIN = 256
+PARALLEL_EMBED_MIN = 1024
 
 
 @dataclass
@@ -218,16 +221,12 @@ def _assemble(service, paths: list[str], entries: list[CacheEntry | None],
 
 
 
-# fewer images or faces than these: starting the processes (about 4 s) costs more than it saves
-PARALLEL_DETECT_MIN = 256
-PARALLEL_EMBED_MIN = 1024
-
 
 def _embed_chunks(service, chip_paths: list[list[str]], workers: int):
     """(embeddings, logits) of each list of cached chips, in order."""
     workers = min(workers, os.cpu_count() or 1)
     faces = sum(map(len, chip_paths))
-    if workers < 2 or faces < PARALLEL_EMBED_MIN or getattr(service, "runtime", "torch") != "torch":
+    if workers < 2 or faces < PARALLEL_EMBED_MIN or service.runtime != "torch":
         for paths in chip_paths:
             yield service._run_chips(np.stack([read_chip(p) for p in paths]))
         return
