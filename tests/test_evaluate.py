@@ -158,6 +158,7 @@ def test_worker_processes_detect_and_embed_the_same(tmp_path, monkeypatch, servi
     """Two spawned processes (detection in each, then embedding with one torch thread each)
     give the rows one process gives, in the same order, up to float rounding."""
     from siamface.evaluation import embeddings
+    from siamface.service import load
 
     monkeypatch.setattr(embeddings, "PARALLEL_DETECT_MIN", 0)
     monkeypatch.setattr(embeddings, "PARALLEL_EMBED_MIN", 0)
@@ -173,7 +174,8 @@ def test_worker_processes_detect_and_embed_the_same(tmp_path, monkeypatch, servi
     monkeypatch.setattr(mp_context.SpawnContext, "Pool", counting_pool)
     paths = [examples.path(n) for n in examples.names()] * 2 + [tmp_path / "missing.jpg"]
     serial = embeddings.embed_paths(service, paths, cache_dir=tmp_path / "one", progress=False)
-    parallel = embeddings.embed_paths(service, paths, cache_dir=tmp_path / "two", workers=2,
+    lazy = load(lazy=True)  # as the CLI loads it: each worker builds its own network
+    parallel = embeddings.embed_paths(lazy, paths, cache_dir=tmp_path / "two", workers=2,
                                       progress=False)
     assert [c.__name__ for c in calls] == ["_init_worker", "_init_embed_worker"]
     assert parallel.computed == serial.computed == 4

@@ -249,7 +249,12 @@ class FacePipeline:
         if self.crop_mode == "padded":
             out["pad"] = self.pad
         if self.crop_mode != "center":
-            out["detector"] = _describe_detector(self.detector)
+            if self._detector is None:  # the default MTCNN, described without building it
+                from siamface.detect.cascade import Cascade
+
+                out["detector"] = {**_describe_detector(Cascade()), "name": "MTCNN"}
+            else:
+                out["detector"] = _describe_detector(self.detector)
         out["fallback_policy"] = self.fallback_policy
         if self.fallback_policy != "always":
             out["face_cutoff"] = self.face_cutoff

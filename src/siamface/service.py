@@ -3,8 +3,10 @@ once, then answers verify / analyze / embed for any image source."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -171,14 +173,63 @@ class FaceService:
     def __init__(self, model, info: CheckpointInfo, pipeline, *, flip: bool = False,
                  device: str | torch.device = "cpu", batch_size: int = 32,
                  model_path: str | os.PathLike | None = None):
-        self.model = model.to(check_device(device)).eval()
+        """``model``: a :class:`~siamface.model.SiameseMultiTask`, or a function of no
+        arguments that builds one, called on first use (see ``lazy`` in :meth:`load`)."""
         self.info = info
         self.pipeline = pipeline
         self.flip = flip
-        self.device = check_device(device)
         self.batch_size = batch_size
         self.model_path = None if model_path is None else Path(model_path)
         self._model_id: str | None = None
+        self._model_lock = threading.Lock()
+        if callable(model) and not _is_module(model):
+            self._model, self._build_model = None, model
+            self._device = device  # checked by load(); converted when the model is built
+        else:
+            self._device = check_device(device)
+            self._model, self._build_model = model.to(self._device).eval(), None
+
+    @property
+    def model(self):
+        """The network (built now if the service was loaded lazily)."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    self._device = check_device(self._device)
+                    self._model = self._build_model().to(self._device).eval()
+        return self._model
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value
+
+    def __getstate__(self) -> dict[str, Any]:  # worker processes get a copy (no lock)
+        state = dict(self.__dict__)
+        state.pop("_model_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._model_lock = threading.Lock()
+
+    @property
+    def device(self) -> torch.device:
+        if self._model is None:
+            self._device = check_device(self._device)
+        return self._device
+
+    @device.setter
+    def device(self, value) -> None:
+        self._device = value
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of an embedding (known without building a lazily loaded model)."""
+        if self._model is None:
+            from siamface.backbones import get_pretrained_config
+
+            return get_pretrained_config(self.info.backbone).embedding_dim
+        return int(self._model.embedding_dim)
 
     # construction -------------------------------------------------------------------------
     @classmethod
@@ -187,7 +238,7 @@ class FaceService:
              backbone: str | None = None, backbone_weights: str | None = None,
              batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
              fallback_policy: str | None = None, runtime: str = "torch",
-             onnx_dir: str | os.PathLike | None = None) -> FaceService:
+             onnx_dir: str | os.PathLike | None = None, lazy: bool = False) -> FaceService:
         """Load a checkpoint (the shipped default when ``path`` is None).
 
         ``backbone`` without ``path``: that backbone's pretrained embeddings with its default
@@ -199,7 +250,9 @@ class FaceService:
         face was detected is used as a face (see :mod:`siamface.faces`). ``runtime="onnx"``
         runs the checkpoint's ONNX export (``siamface export --format onnx``; found in
         ``onnx_dir`` or the export cache) with ONNX Runtime and never imports torch (see
-        :mod:`siamface.ort`).
+        :mod:`siamface.ort`). ``lazy``: read only the checkpoint's metadata now and build
+        the network (importing torch) on first use, so a run whose embeddings are all cached
+        never builds it; a checkpoint whose tensors are corrupt then fails on first use.
         """
         if runtime != "torch":
             if runtime not in RUNTIMES:
@@ -213,7 +266,24 @@ class FaceService:
                 backbone_weights=backbone_weights, batch_size=batch_size,
                 max_pixels=max_pixels, fallback_policy=fallback_policy, onnx_dir=onnx_dir,
                 runtime=runtime)
-        check_device(device)
+        if not (lazy and str(device) == "cpu"):  # checking "cpu" would import torch
+            check_device(device)
+        ckpt = path if path is not None else default_model_path()
+        if lazy and ckpt is not None and not (path is None and backbone is not None):
+            from siamface.backbones import get_pretrained_config
+            from siamface.checkpoint import read_checkpoint_info
+
+            info = read_checkpoint_info(ckpt)
+            if backbone is not None and backbone != info.backbone:
+                raise CheckpointError(
+                    f"{ckpt} was trained for backbone {info.backbone!r}, not {backbone!r}")
+            pre = info.preprocessing
+            pipeline = _pipeline(get_pretrained_config(info.backbone), pre, crop, select,
+                                 max_pixels, fallback_policy)
+            flip = bool(pre.get("flip_average", False)) if flip is None else flip
+            build = functools.partial(_model_from_checkpoint, ckpt, backbone, backbone_weights)
+            return cls(build, info, pipeline, flip=flip, device=device, batch_size=batch_size,
+                       model_path=ckpt)
         ckpt = None
         if path is None and backbone is not None:
             # an explicit backbone without a checkpoint: its pretrained embeddings, no trained heads
@@ -366,7 +436,7 @@ class FaceService:
         if absent:
             raise NoFaceError(absent[0].source, absent[0].no_face or "no face", len(absent))
         if not faces:
-            return np.zeros((0, self.model.embedding_dim), np.float32)
+            return np.zeros((0, self.embedding_dim), np.float32)
         return np.stack([f.embedding for f in faces])
 
     def embed_files(self, paths: Sequence[str | os.PathLike], *,
@@ -396,7 +466,7 @@ class FaceService:
                 progress(len(chunk))
         matrix = np.array(embeddings, dtype=np.float32).reshape(len(kept), -1)
         if not kept:
-            matrix = np.zeros((0, self.model.embedding_dim), np.float32)
+            matrix = np.zeros((0, self.embedding_dim), np.float32)
         return EmbedReport(kept, matrix, np.array(detected, dtype=bool), skipped)
 
     def compare(self, a: FaceResult, b: FaceResult, threshold: float | None = None) -> VerifyResult:
@@ -472,6 +542,15 @@ def pipeline_for(path: str | os.PathLike | None = None, *, backbone: str | None 
             name, preprocessing = info.backbone, info.preprocessing
     return _pipeline(get_pretrained_config(name), preprocessing, crop, select, max_pixels,
                      fallback_policy)
+
+
+def _model_from_checkpoint(path, backbone: str | None, backbone_weights: str | None):
+    return load_checkpoint(path, backbone=backbone, backbone_weights=backbone_weights)[0]
+
+
+def _is_module(obj: Any) -> bool:
+    # a torch module is callable too; telling it from a builder must not import torch
+    return hasattr(obj, "state_dict") and hasattr(obj, "eval")
 
 
 def check_device(device: str | torch.device) -> torch.device:

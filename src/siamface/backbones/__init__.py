@@ -2,6 +2,9 @@
 
 >>> net = create_backbone("dlib-resnet")          # weights from face_recognition_models
 >>> emb = net.embed(chips)                         # uint8 RGB (N, 150, 150, 3) -> (N, 128)
+
+Configs, names and weight files are known without torch; ``Backbone``, ``Preprocess`` and
+the networks are imported on first use.
 """
 
 from __future__ import annotations
@@ -9,11 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from siamface.backbones import dlib_resnet as _dlib_resnet  # noqa: F401  (registers)
-from siamface.backbones import facenet as _facenet  # noqa: F401  (registers)
-from siamface.backbones.base import Backbone
-from siamface.backbones.config import Preprocess, PretrainedConfig
+from siamface.backbones.config import PretrainedConfig
 from siamface.backbones.registry import (
     DEFAULT_BACKBONE,
     create_backbone,
@@ -29,6 +30,20 @@ from siamface.backbones.weights import (
 )
 from siamface.backbones.weights import fetch_weights as _fetch_config
 from siamface.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from siamface.backbones.base import Backbone
+    from siamface.backbones.preprocess import Preprocess
+
+_LAZY = {"Backbone": "siamface.backbones.base", "Preprocess": "siamface.backbones.preprocess"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'siamface.backbones' has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_BACKBONE",

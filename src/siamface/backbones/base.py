@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamface.backbones.config import Preprocess, PretrainedConfig
+from siamface.backbones.config import PretrainedConfig
+from siamface.backbones.preprocess import Preprocess
 from siamface.errors import ConfigError
 
 __all__ = ["Backbone"]

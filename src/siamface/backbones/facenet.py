@@ -16,55 +16,12 @@ from torch import nn
 
 from siamface.backbones.base import Backbone
 from siamface.backbones.config import PretrainedConfig
+from siamface.backbones.pretrained import FACENET_CASIA_CONFIG, FACENET_VGGFACE2_CONFIG
 from siamface.backbones.registry import register_backbone
 from siamface.backbones.weights import load_state_dict_file
 from siamface.errors import CheckpointError
 
 __all__ = ["FACENET_CASIA_CONFIG", "FACENET_VGGFACE2_CONFIG", "InceptionResNetV1"]
-
-_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
-_GROUPS = ("stem", "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8", "head")
-_COMMON: dict = {
-    "architecture": "inception-resnet-v1",
-    "input_size": 160,
-    "mean": (127.5, 127.5, 127.5),
-    "scale": 128.0,
-    "embedding_dim": 512,
-    # Uncalibrated: a usual Euclidean threshold for L2-normalised FaceNet embeddings
-    # (squared distance ~1.2); calibrate on your data.
-    "default_threshold": 1.1,
-    "normalized": True,
-    "layer_groups": _GROUPS,
-    "license": "MIT (facenet-pytorch, Tim Esler; port of David Sandberg's facenet, MIT)",
-    "crop": "aligned",
-    "chip_padding": 0.25,
-}
-
-FACENET_VGGFACE2_CONFIG = PretrainedConfig(
-    name="facenet",
-    weights_name="facenet-vggface2",
-    filename="20180402-114759-vggface2.pt",
-    # Published hash of the v2.2.9 release file (111,898,327 bytes), as recorded in several
-    # independent projects; not recomputed here.
-    sha256="281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b",
-    url=_RELEASE + "20180402-114759-vggface2.pt",
-    origin="facenet-pytorch v2.2.9 release, model 20180402-114759 trained on VGGFace2 "
-           "(99.65% LFW)",
-    notes="trained on MTCNN box crops; aligned chips work but fine-tuning adapts it",
-    **_COMMON,
-)
-
-FACENET_CASIA_CONFIG = PretrainedConfig(
-    name="facenet-casia-webface",
-    weights_name="facenet-casia-webface",
-    filename="20180408-102900-casia-webface.pt",
-    sha256=None,  # not known offline: fetch logs the hash it downloads
-    url=_RELEASE + "20180408-102900-casia-webface.pt",
-    origin="facenet-pytorch v2.2.9 release, model 20180408-102900 trained on CASIA-WebFace "
-           "(99.05% LFW)",
-    **_COMMON,
-)
-
 
 class BasicConv2d(nn.Module):
     """conv (no bias) + batch norm (eps 1e-3, as in TensorFlow) + relu."""

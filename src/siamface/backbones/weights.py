@@ -15,11 +15,13 @@ import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from siamface.backbones.config import PretrainedConfig
 from siamface.errors import CheckpointError, WeightsHashError, WeightsNotFoundError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "expected_weights_path",
@@ -178,6 +180,8 @@ def fetch_weights(config: PretrainedConfig, cache_dir: str | os.PathLike | None 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors from a ``.safetensors`` file or a torch state dict (``weights_only=True``)."""
+    import torch
+
     path = Path(path)
     try:
         if path.suffix == ".safetensors":

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: a checkpoint file name ends in .safetensors")
     with open_evaluation_data(args.data, layout=args.layout, pairs_file=args.lfw_pairs,
                               skip_missing=args.skip_missing) as data:
-        service = load_service(args)
+        service = load_service(args, lazy=True)  # cached embeddings need no network
         result = calibrate(service, data.dataset, method=args.method, far=args.far,
                            pairs=data.pairs, folds=data.folds, data_root=data.root,
                            options=options_from(args, {}), data_description=data.description)

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     with open_evaluation_data(args.data, layout=args.layout, pairs_file=args.lfw_pairs,
                               skip_missing=args.skip_missing, groups=args.groups) as data:
-        service = load_service(args)
+        service = load_service(args, lazy=True)  # cached embeddings need no network
         evaluation = evaluate(service, data.dataset, pairs=data.pairs, folds=data.folds,
                               data_root=data.root, options=options_from(args, data.groups),
                               data_description=data.description)

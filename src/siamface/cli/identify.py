@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                            "report.html")
     open_identify_folder(args.gallery, "gallery")  # fail fast, before the model loads
     open_identify_folder(args.probes, "probes")
-    service = load_service(args)
+    service = load_service(args, lazy=True)  # cached embeddings need no network
     result = identify_folders(service, args.gallery, args.probes, k=args.k, mode=args.mode,
                               open_set_threshold=args.open_set_threshold,
                               cache_dir=args.cache, use_cache=args.use_cache,

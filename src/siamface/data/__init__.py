@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from siamface.data.facecom import (
     DISTORTION_TAGS,
@@ -42,10 +43,21 @@ from siamface.data.records import (
     FaceRecord,
     parse_gender,
 )
-from siamface.data.samplers import MPerPersonSampler
 from siamface.data.splits import exclude_fold_people, person_split
 from siamface.errors import DatasetError, UnknownNameError
 from siamface.io import find_images
+
+if TYPE_CHECKING:
+    from siamface.data.samplers import MPerPersonSampler
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MPerPersonSampler":  # torch: imported on first use
+        from siamface.data.samplers import MPerPersonSampler
+
+        return MPerPersonSampler
+    raise AttributeError(f"module 'siamface.data' has no attribute {name!r}")
+
 
 __all__ = [
     "DISTORTION_TAGS",

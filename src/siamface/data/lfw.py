@@ -91,17 +91,22 @@ def load_lfw(root: str | os.PathLike[str], *, genders: bool = True) -> FaceDatas
             f"LFW images folder {images} not found (expected <root>/images/<Name>/<Name>_NNNN.jpg)"
         )
     lookup = read_lfw_genders(root) if genders else {}
-    records: list[FaceRecord] = []
+    by_person: dict[str, list[Path]] = {}
+    for path in find_images(images):  # one walk, sorted by person then file
+        person = path.parent
+        if person.parent != images:
+            raise DatasetError(f"LFW image {path} is not directly inside a person folder of "
+                               f"{images} (expected <root>/images/<Name>/<Name>_NNNN.jpg)")
+        by_person.setdefault(person.name, []).append(path)
     with os.scandir(images) as entries:  # no stat per folder (LFW: 5,749)
-        folders = sorted(e.name for e in entries
-                         if not e.name.startswith(".") and e.is_dir())
-    for person_dir in (images / name for name in folders):
-        paths = find_images(person_dir, recursive=False)
-        if not paths:
-            raise DatasetError(f"LFW person folder {person_dir} has no images")
-        records.extend(
-            FaceRecord(p, person_dir.name, lookup.get(p.stem), None) for p in paths
-        )
+        empty = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir()
+                       and e.name not in by_person)
+    if empty:
+        raise DatasetError(f"LFW person folder {images / empty[0]} has no images")
+    records: list[FaceRecord] = [
+        FaceRecord(p, person, lookup.get(p.stem), None)
+        for person, paths in by_person.items() for p in paths
+    ]
     return FaceDataset(records, name=f"LFW ({root})")
 
 

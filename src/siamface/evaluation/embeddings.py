@@ -173,7 +173,7 @@ def _assemble(service, paths: list[str], entries: list[CacheEntry | None],
               progress: bool, desc: str, workers: int = 1) -> EmbeddedImages:
     from tqdm.auto import tqdm
 
-    n, dim = len(paths), service.model.embedding_dim
+    n, dim = len(paths), service.embedding_dim
     embeddings = np.full((n, dim), np.nan, np.float32)
     logits = np.full(n, np.nan, np.float32)
     has_face = np.zeros(n, bool)
