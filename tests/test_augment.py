@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from siamface import examples
 from siamface.augment import (
+    DEFAULT_SEVERITY,
     DISTORTION_TAGS,
     DISTORTIONS,
+    SEVERITIES,
     distort,
     distortion_transform,
     train_augmentation,
 )
 from siamface.data import distortion_tag
 from siamface.errors import UnknownNameError
+from siamface.io import load_image
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +61,25 @@ def test_distortions_do_what_their_names_say(face):
     assert np.abs(np.diff(blurred, axis=1)).max() < edges  # the disc edge is softened
 
 
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    return [load_image(examples.path(name)) for name in examples.names()]
+
+
+@pytest.mark.parametrize("kind", DISTORTIONS)
+def test_a_higher_severity_never_changes_a_photo_less(photos, kind):
+    """Mean absolute pixel change from the original, per photo and seed, rises with the
+    severity; severity 3 is the default distortion."""
+    assert SEVERITIES == (1, 2, 3, 4, 5) and DEFAULT_SEVERITY == 3
+    for photo in photos:
+        for seed in (0, 1, 2):
+            change = [np.abs(distort(photo, kind, seed, severity=s).astype(float) - photo).mean()
+                      for s in SEVERITIES]
+            assert all(b > a for a, b in zip(change, change[1:])), (kind, seed, change)
+            assert np.array_equal(distort(photo, kind, seed),
+                                  distort(photo, kind, seed, severity=DEFAULT_SEVERITY))
+
+
 def test_distort_rejects_bad_input(face):
     with pytest.raises(UnknownNameError, match="valid: motion_blur, fog"):
         distort(face, "snow")
@@ -64,6 +87,9 @@ def test_distort_rejects_bad_input(face):
         distort(face.astype(np.float32), "fog")
     with pytest.raises(UnknownNameError, match="unknown distortion 'hail'; valid: motion_blur"):
         distortion_transform("hail")
+    for bad in (0, 6, 2.5, True):
+        with pytest.raises(ValueError, match="severity must be one of 1, 2, 3, 4, 5"):
+            distort(face, "fog", severity=bad)
 
 
 def test_train_augmentation_seeded_and_shape_preserving(face):

@@ -90,3 +90,26 @@ def test_errors(tmp_path, capsys):
     assert "invalid choice: 'snow'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["distort", str(src), str(tmp_path / "o"), "--quality", "101"])
+
+
+def test_severity_sweep_writes_one_copy_per_kind_and_severity(tmp_path, capsys):
+    src = _tree(tmp_path / "src")
+    args = ["--kinds", "fog", "noise", "--no-progress"]
+    assert main(["distort", str(src), str(tmp_path / "sweep"), *args,
+                 "--severity", "1", "3", "5"]) == 0
+    assert main(["distort", str(src), str(tmp_path / "plain"), *args]) == 0
+    sweep, plain = _digests(tmp_path / "sweep"), _digests(tmp_path / "plain")
+    assert {name.split("/")[0] for name in sweep} == {
+        f"{k}-s{s}" for k in ("fog", "noise") for s in (1, 3, 5)}
+    # severity 3 is the default distortion, byte for byte; the others differ
+    for name, digest in plain.items():
+        kind, rest = name.split("/", 1)
+        assert sweep[f"{kind}-s3/{rest}"] == digest
+        assert sweep[f"{kind}-s1/{rest}"] != digest != sweep[f"{kind}-s5/{rest}"]
+    capsys.readouterr()
+    assert main(["distort", str(src), str(tmp_path / "fc"), "--layout", "facecom",
+                 "--severity", "2", "4", "--no-progress"]) == 2
+    assert "one severity per copy" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["distort", str(src), str(tmp_path / "o"), "--severity", "6"])
+    assert "invalid choice: 6" in capsys.readouterr().err

@@ -3,12 +3,16 @@ evaluation.
 
 Layouts of DST:
 
-* ``mirror`` (default): ``DST/<kind>/<path under SRC>``, one full copy of SRC per kind.
+* ``mirror`` (default): ``DST/<kind>/<path under SRC>``, one full copy of SRC per kind; with
+  ``--severity N [N ...]`` (1 mild to 5 extreme; 3 is the default distortion), one copy per
+  kind and severity in ``DST/<kind>-s<N>/``, a severity sweep ``evaluate --distorted`` reports
+  row by row.
 * ``facecom``: the FACECOM Task_B shape: each original is copied to ``DST/<path under SRC>``
   and its distortions are written beside it as ``<folder>/distortion/<stem>_<kind>.jpg``.
   Images already inside a ``distortion`` folder of SRC are not used as sources.
 
-Each output is seeded from ``--seed``, the kind and the image's path under SRC, so a rerun
+Each output is seeded from ``--seed``, the kind and the image's path under SRC (not the
+severity: every severity of an image draws the same random numbers), so a rerun
 (or a resumed run) writes the same bytes. Files are written to a temporary name and renamed;
 existing outputs are skipped unless ``--overwrite``.
 """
@@ -71,11 +75,15 @@ def _encode(rgb: np.ndarray, suffix: str, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def _targets(rel: Path, kinds: list[str], layout: str, dst: Path) -> list[tuple[str, Path]]:
+def _targets(rel: Path, kinds: list[str], layout: str, dst: Path,
+             severities: list[int] | None) -> list[tuple[str, int | None, Path]]:
     if layout == "mirror":
-        return [(kind, dst / kind / rel) for kind in kinds]
+        if severities is None:
+            return [(kind, None, dst / kind / rel) for kind in kinds]
+        return [(kind, s, dst / f"{kind}-s{s}" / rel) for kind in kinds for s in severities]
     folder = dst / rel.parent / "distortion"
-    return [(kind, folder / f"{rel.stem}_{kind}.jpg") for kind in kinds]
+    level = None if severities is None else severities[0]
+    return [(kind, level, folder / f"{rel.stem}_{kind}.jpg") for kind in kinds]
 
 
 def distort_tree(
@@ -88,11 +96,18 @@ def distort_tree(
     quality: int = 95,
     overwrite: bool = False,
     progress: bool = True,
+    severities: list[int] | None = None,
 ) -> DistortSummary:
     """Write distorted copies of every image under ``src`` into ``dst`` (see the module
-    docstring for the layouts). Unreadable images are logged and listed in ``failed``."""
-    from siamface.augment import DISTORTIONS, distort  # albumentations only when used
-    from siamface.errors import UnknownNameError
+    docstring for the layouts); ``severities`` None writes the default severity under the
+    kinds' own names. Unreadable images are logged and listed in ``failed``."""
+    from siamface.augment import (  # albumentations only when used
+        DEFAULT_SEVERITY,
+        DISTORTIONS,
+        SEVERITIES,
+        distort,
+    )
+    from siamface.errors import ConfigError, UnknownNameError
 
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if layout not in LAYOUTS:
@@ -100,6 +115,15 @@ def distort_tree(
     for kind in kinds:
         if kind not in DISTORTIONS:
             raise UnknownNameError("distortion", kind, DISTORTIONS)
+    if severities is not None:
+        severities = list(dict.fromkeys(severities))
+        bad = [v for v in severities if v not in SEVERITIES]
+        if bad or not severities:
+            raise ConfigError(f"severities must be among {', '.join(map(str, SEVERITIES))}, "
+                              f"got {severities!r}")
+        if layout == "facecom" and len(severities) > 1:
+            raise ConfigError("the facecom layout holds one severity per copy (its file names "
+                              "carry the kind only); write a sweep with --layout mirror")
     if not src.is_dir():
         raise DatasetError(f"source folder {src} not found")
     if dst == src or src in dst.parents:
@@ -109,7 +133,7 @@ def distort_tree(
         raise DatasetError(f"{src} has no images ({', '.join(IMAGE_EXTENSIONS)})")
     summary = DistortSummary()
     for rel in tqdm(images, desc="distort", unit="img", disable=not progress):
-        jobs = _targets(rel, kinds, layout, dst)
+        jobs = _targets(rel, kinds, layout, dst, severities)
         if layout == "facecom":
             copy_to = dst / rel
             if copy_to.exists() and not overwrite:
@@ -117,7 +141,7 @@ def distort_tree(
             else:
                 _atomic_copy(src / rel, copy_to)
                 summary.written += 1
-        todo = [(k, out) for k, out in jobs if overwrite or not out.exists()]
+        todo = [(k, level, out) for k, level, out in jobs if overwrite or not out.exists()]
         summary.skipped += len(jobs) - len(todo)
         if not todo:
             continue
@@ -127,8 +151,9 @@ def distort_tree(
             log.warning("%s; skipped", exc)
             summary.failed.append((str(src / rel), exc.reason))
             continue
-        for kind, out in todo:
-            image = distort(rgb, kind, seed=_seed_for(seed, kind, rel))
+        for kind, level, out in todo:
+            image = distort(rgb, kind, seed=_seed_for(seed, kind, rel),
+                            severity=DEFAULT_SEVERITY if level is None else level)
             atomic_write_bytes(out, _encode(image, out.suffix.lower(), quality))
             summary.written += 1
     return summary
@@ -150,6 +175,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--kinds", nargs="+", choices=kinds, default=kinds, metavar="KIND",
                         help=f"distortions to write (default: all): {', '.join(kinds)}")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--severity", type=int, nargs="+", choices=range(1, 6), default=None,
+                        metavar="N", help="severities 1 (mild) to 5 (extreme) to write, each "
+                        "kind into DST/<kind>-sN/ (default: the default distortion, severity "
+                        "3, into DST/<kind>/)")
     parser.add_argument("--layout", choices=LAYOUTS, default="mirror",
                         help="mirror: DST/<kind>/<path>; facecom: originals plus "
                              "<person>/distortion/<stem>_<kind>.jpg (default: mirror)")
@@ -178,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     summary = distort_tree(
         args.src, args.dst, list(dict.fromkeys(args.kinds)), seed=args.seed,
         layout=args.layout, quality=args.quality, overwrite=args.overwrite,
-        progress=args.progress,
+        progress=args.progress, severities=args.severity,
     )
     print(f"wrote {summary.written}, skipped {summary.skipped} existing, "
           f"failed {len(summary.failed)} -> {args.dst}")
