@@ -127,10 +127,10 @@ def _serve_weights(env: Env, path: str, sha256: str) -> Path:
     server = env.fixture("weights_server")
     for var in PROXY_VARS:  # loopback: straight to the server
         env.monkeypatch.delenv(var, raising=False)
-    factory, facenet = registry._REGISTRY["facenet"]
+    facenet = registry.get_pretrained_config("facenet")
     config = dataclasses.replace(facenet, name=LOOPBACK, weights_name=LOOPBACK,
                                  filename="loopback.pt", url=server.url + path, sha256=sha256)
-    env.monkeypatch.setitem(registry._REGISTRY, LOOPBACK, (factory, config))
+    env.monkeypatch.setitem(registry._CONFIGS, LOOPBACK, config)
     return env.tmp / "weights" / "loopback.pt"
 
 

@@ -133,6 +133,7 @@ class CacheEntry:
     error: str | None = None
     face_score: float | None = None
     no_face: str | None = None
+    detected_by: str | None = None
 
     @property
     def status(self) -> str:
@@ -170,6 +171,7 @@ class CacheEntry:
             error=record.get("error"),
             face_score=None if record.get("face_score") is None else float(record["face_score"]),
             no_face=record.get("no_face"),
+            detected_by=record.get("detected_by"),
         )
 
 
@@ -438,6 +440,7 @@ def _entry_from_crop(key: str, source: str, chip_rel: str, crop: CropLike) -> Ca
         score=None if score is None else float(score),
         face_score=None if face_score is None else float(face_score),
         no_face=getattr(crop, "no_face", None),
+        detected_by=getattr(crop, "detected_by", None),
     )
 
 
@@ -726,4 +729,5 @@ def _portable_crop(crop: CropLike) -> FaceCrop:
         fallback=crop.fallback,
         face_score=getattr(crop, "face_score", None),
         no_face=getattr(crop, "no_face", None),
+        detected_by=getattr(crop, "detected_by", None),
     )

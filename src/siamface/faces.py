@@ -47,6 +47,7 @@ from siamface.align import (
     padded_crop,
     warp_affine,
 )
+from siamface.detect.restore import DEFAULT_RETRIES, RETRIES
 from siamface.errors import ConfigError, UnknownNameError
 from siamface.io import DEFAULT_MAX_PIXELS, load_image
 
@@ -84,7 +85,10 @@ class FaceCrop:
     mode and rule; ``fallback`` names what was done instead when detection found nothing.
     ``face_score`` is the detector's score, or the face-presence check's for a fallback or
     centre crop. ``no_face`` is ``None`` when the chip is a face to use, else the reason it is
-    not (the face is absent: no embedding, no gender, no verdict).
+    not (the face is absent: no embedding, no gender, no verdict). ``detected_by`` is
+    ``"detector"`` for a face the first detection found, the retry's name (``"clahe"``,
+    ``"exposure"``, ``"denoise"``, ``"upscale"``: :mod:`siamface.detect.restore`) for one
+    found on a restored copy, and ``None`` when no face was detected.
     """
 
     chip: np.ndarray
@@ -97,6 +101,7 @@ class FaceCrop:
     fallback: str | None = None
     face_score: float | None = None
     no_face: str | None = None
+    detected_by: str | None = None
 
     @property
     def has_face(self) -> bool:
@@ -163,6 +168,7 @@ class FacePipeline:
         fallback_policy: str = DEFAULT_FALLBACK_POLICY,
         face_cutoff: float | None = None,
         presence: Any | None = None,
+        retries: Sequence[str] | None = None,
     ):
         if crop not in CROP_MODES:
             raise UnknownNameError("crop mode", crop, CROP_MODES)
@@ -180,6 +186,12 @@ class FacePipeline:
             raise ConfigError(f"face_cutoff must be in [0, 1], got {face_cutoff!r}")
         if int(max_pixels) <= 0:
             raise ConfigError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+        retries = DEFAULT_RETRIES if retries is None else tuple(retries)
+        for name in retries:
+            if name not in RETRIES:
+                raise UnknownNameError("detection retry", name, RETRIES)
+        if len(set(retries)) != len(retries):
+            raise ConfigError(f"detection retries must not repeat, got {list(retries)}")
         self.crop_mode = crop
         self.select = select
         self.chip_size = int(chip_size)
@@ -191,12 +203,13 @@ class FacePipeline:
         self.fallback_policy = fallback_policy
         self._face_cutoff = face_cutoff
         self._presence = presence
+        self.retries: tuple[str, ...] = tuple(retries)
 
     def __repr__(self) -> str:
         return (
             f"FacePipeline(crop={self.crop_mode!r}, select={self.select!r}, "
             f"chip_size={self.chip_size}, template={self.template.name!r}, "
-            f"fallback_policy={self.fallback_policy!r})"
+            f"fallback_policy={self.fallback_policy!r}, retries={list(self.retries)})"
         )
 
     @classmethod
@@ -255,6 +268,8 @@ class FacePipeline:
                 out["detector"] = {**_describe_detector(Cascade()), "name": "MTCNN"}
             else:
                 out["detector"] = _describe_detector(self.detector)
+            if self.retries:  # no key without retries: the same chips as before they existed
+                out["retries"] = list(self.retries)
         out["fallback_policy"] = self.fallback_policy
         if self.fallback_policy != "always":
             out["face_cutoff"] = self.face_cutoff
@@ -266,7 +281,8 @@ class FacePipeline:
         img = load_image(image, max_pixels=self.max_pixels)
         if self.crop_mode == "center":
             return self._center(img)
-        return self._select_one(img, self.detector.detect(img))
+        (detections, by), = self.detect_with_retries([img])
+        return self.crops_from_detections(img, detections, detected_by=by)[0]
 
     def crop_batch(self, images: Sequence[Any]) -> list[FaceCrop]:
         """:meth:`crop` for many image sources, detecting them as one batch."""
@@ -274,8 +290,9 @@ class FacePipeline:
         imgs = [load_image(image, max_pixels=self.max_pixels) for image in images]
         if self.crop_mode == "center":
             return [self._center(img) for img in imgs]
-        detections = _detect_many(self.detector, imgs)
-        return [self._select_one(img, det) for img, det in zip(imgs, detections)]
+        found = self.detect_with_retries(imgs)
+        return [self.crops_from_detections(img, det, detected_by=by)[0]
+                for img, (det, by) in zip(imgs, found)]
 
     def crop_all(self, image: Any) -> list[FaceCrop]:
         """Chips of every face, best first under the selection rule (detector order for
@@ -283,13 +300,39 @@ class FacePipeline:
         img = load_image(image, max_pixels=self.max_pixels)
         if self.crop_mode == "center":
             return [self._center(img)]
-        return self.crops_from_detections(img, self.detector.detect(img), select="all")
+        (detections, by), = self.detect_with_retries([img])
+        return self.crops_from_detections(img, detections, select="all", detected_by=by)
+
+    def detect_with_retries(self, images: Sequence[np.ndarray]) -> list[tuple[Any, str | None]]:
+        """(detections, detected_by) of each uint8 RGB image: the detector on all of them as
+        one batch, then each retry of ``retries`` (in order) on a restored copy of those still
+        without a face, batched too; ``detected_by`` is ``"detector"``, the retry's name, or
+        None when no face was found. A retry costs nothing where the first pass found one."""
+        from siamface.detect.restore import restore, retry_scale
+
+        detections = _detect_many(self.detector, list(images))
+        found_by: list[str | None] = ["detector" if len(_boxes(d)) else None
+                                      for d in detections]
+        for name in self.retries:
+            missing = [i for i, by in enumerate(found_by) if by is None]
+            copies = {i: restore(images[i], name) for i in missing}
+            todo = [i for i in missing if copies[i] is not None]
+            if not todo:
+                continue
+            scale = retry_scale(name)
+            for i, det in zip(todo, _detect_many(self.detector, [copies[i] for i in todo])):
+                if len(_boxes(det)):
+                    detections[i] = det if scale == 1.0 else _rescaled(det, scale)
+                    found_by[i] = name
+        return list(zip(detections, found_by))
 
     def crops_from_detections(
-        self, image: np.ndarray, detections: Any, select: str | None = None
+        self, image: np.ndarray, detections: Any, select: str | None = None,
+        detected_by: str | None = "detector",
     ) -> list[FaceCrop]:
         """Chips from detections already made on ``image`` (an (H, W, 3) uint8 array): the
-        selected face only, or every face ranked when ``select="all"``."""
+        selected face only, or every face ranked when ``select="all"``; ``detected_by``
+        names what found them (see :class:`FaceCrop`)."""
         rule = self.select if select is None else select
         if rule not in SELECT_RULES:
             raise UnknownNameError("selection rule", rule, SELECT_RULES)
@@ -302,13 +345,12 @@ class FacePipeline:
             order = rank_faces(boxes, image.shape, rule)[:1]
         landmarks = np.asarray(detections.landmarks, dtype=np.float64).reshape(-1, 5, 2)
         scores = np.asarray(detections.scores, dtype=np.float64).reshape(-1)
-        return [self._face(image, boxes[i], landmarks[i], float(scores[i]), rule) for i in order]
-
-    def _select_one(self, img: np.ndarray, detections: Any) -> FaceCrop:
-        return self.crops_from_detections(img, detections)[0]
+        return [self._face(image, boxes[i], landmarks[i], float(scores[i]), rule, detected_by)
+                for i in order]
 
     def _face(
-        self, img: np.ndarray, box: np.ndarray, landmarks: np.ndarray, score: float, rule: str
+        self, img: np.ndarray, box: np.ndarray, landmarks: np.ndarray, score: float, rule: str,
+        detected_by: str | None,
     ) -> FaceCrop:
         if self.crop_mode == "aligned":
             matrix = self.template.transform_from(landmarks)
@@ -318,7 +360,7 @@ class FacePipeline:
         return FaceCrop(
             chip=chip, box=box.astype(np.float32), landmarks=landmarks.astype(np.float32),
             score=score, detected=True, crop=self.crop_mode, select=rule, fallback=None,
-            face_score=score,
+            face_score=score, detected_by=detected_by,
         )
 
     def _center(self, img: np.ndarray, select: str | None = None) -> FaceCrop:
@@ -354,6 +396,22 @@ def _detect_many(detector: Any, images: list[np.ndarray]) -> list[Any]:
     if hasattr(detector, "detect_batch"):
         return list(detector.detect_batch(images))
     return list(detector.detect(images))
+
+
+def _boxes(detections: Any) -> np.ndarray:
+    return np.asarray(detections.boxes).reshape(-1, 4)
+
+
+def _rescaled(detections: Any, scale: float) -> Any:
+    """Detections made on a copy resized by ``scale``, in the original image's pixels (pixel
+    centres: x = (x' + 0.5) / scale - 0.5, as cv2.resize maps them)."""
+    from siamface.detect.cascade import Detections
+
+    def back(v: Any) -> np.ndarray:
+        return ((np.asarray(v, np.float64) + 0.5) / scale - 0.5).astype(np.float32)
+
+    return Detections(back(detections.boxes), np.asarray(detections.scores, np.float32),
+                      back(detections.landmarks))
 
 
 def _describe_detector(detector: Any) -> dict[str, Any]:

@@ -59,7 +59,8 @@ class FaceResult:
 
     ``face_score`` is the detector's score, or the face-presence check's for a fallback or
     centre crop. When ``no_face`` is set the face is absent (it says why): ``embedding`` and
-    ``gender`` are ``None`` and a verification with it has no verdict.
+    ``gender`` are ``None`` and a verification with it has no verdict. ``detected_by`` says
+    what found the face: ``"detector"`` (the first pass), a detection retry's name, or None.
     """
 
     source: str
@@ -75,6 +76,7 @@ class FaceResult:
     chip: np.ndarray = field(repr=False)
     face_score: float | None = None
     no_face: str | None = None
+    detected_by: str | None = None
 
     @property
     def has_face(self) -> bool:
@@ -84,6 +86,7 @@ class FaceResult:
         out: dict[str, Any] = {
             "source": self.source,
             "detected": self.detected,
+            "detected_by": self.detected_by,
             "crop": self.crop,
             "select": self.select,
             "fallback": self.fallback,
@@ -238,7 +241,8 @@ class FaceService:
              backbone: str | None = None, backbone_weights: str | None = None,
              batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
              fallback_policy: str | None = None, runtime: str = "torch",
-             onnx_dir: str | os.PathLike | None = None, lazy: bool = False) -> FaceService:
+             onnx_dir: str | os.PathLike | None = None, lazy: bool = False,
+             retries: Sequence[str] | None = None) -> FaceService:
         """Load a checkpoint (the shipped default when ``path`` is None).
 
         ``backbone`` without ``path``: that backbone's pretrained embeddings with its default
@@ -250,7 +254,9 @@ class FaceService:
         face was detected is used as a face (see :mod:`siamface.faces`). ``runtime="onnx"``
         runs the checkpoint's ONNX export (``siamface export --format onnx``; found in
         ``onnx_dir`` or the export cache) with ONNX Runtime and never imports torch (see
-        :mod:`siamface.ort`). ``lazy``: read only the checkpoint's metadata now and build
+        :mod:`siamface.ort`). ``retries``: the detection retries on restored copies of an
+        image in which no face was found (default: all of
+        :data:`siamface.detect.restore.DEFAULT_RETRIES`; ``()`` for none). ``lazy``: read only the checkpoint's metadata now and build
         the network (importing torch) on first use, so a run whose embeddings are all cached
         never builds it; a checkpoint whose tensors are corrupt then fails on first use.
         """
@@ -265,7 +271,7 @@ class FaceService:
                 path, crop=crop, select=select, flip=flip, device=device, backbone=backbone,
                 backbone_weights=backbone_weights, batch_size=batch_size,
                 max_pixels=max_pixels, fallback_policy=fallback_policy, onnx_dir=onnx_dir,
-                runtime=runtime)
+                runtime=runtime, retries=retries)
         if not (lazy and str(device) == "cpu"):  # checking "cpu" would import torch
             check_device(device)
         ckpt = path if path is not None else default_model_path()
@@ -279,7 +285,7 @@ class FaceService:
                     f"{ckpt} was trained for backbone {info.backbone!r}, not {backbone!r}")
             pre = info.preprocessing
             pipeline = _pipeline(get_pretrained_config(info.backbone), pre, crop, select,
-                                 max_pixels, fallback_policy)
+                                 max_pixels, fallback_policy, retries)
             flip = bool(pre.get("flip_average", False)) if flip is None else flip
             build = functools.partial(_model_from_checkpoint, ckpt, backbone, backbone_weights)
             return cls(build, info, pipeline, flip=flip, device=device, batch_size=batch_size,
@@ -297,7 +303,7 @@ class FaceService:
                                               backbone_weights=backbone_weights)
         pre = info.preprocessing
         pipeline = _pipeline(model.backbone.config, pre, crop, select, max_pixels,
-                             fallback_policy)
+                             fallback_policy, retries)
         if flip is None:
             flip = bool(pre.get("flip_average", False))
         return cls(model, info, pipeline, flip=flip, device=device, batch_size=batch_size,
@@ -412,6 +418,7 @@ class FaceService:
                 chip=crop.chip,
                 face_score=None if crop.face_score is None else float(crop.face_score),
                 no_face=crop.no_face,
+                detected_by=getattr(crop, "detected_by", None),
             ))
         return out
 
@@ -506,7 +513,8 @@ class FaceService:
 
 
 def _pipeline(config: Any, preprocessing: dict[str, Any], crop: str | None,
-              select: str | None, max_pixels: int, fallback_policy: str | None = None):
+              select: str | None, max_pixels: int, fallback_policy: str | None = None,
+              retries: Sequence[str] | None = None):
     from siamface.faces import DEFAULT_FALLBACK_POLICY, DEFAULT_SELECT, FacePipeline
 
     return FacePipeline.for_backbone(
@@ -515,12 +523,14 @@ def _pipeline(config: Any, preprocessing: dict[str, Any], crop: str | None,
         select=select or preprocessing.get("select") or DEFAULT_SELECT,
         max_pixels=max_pixels,
         fallback_policy=fallback_policy or DEFAULT_FALLBACK_POLICY,
+        retries=retries,
     )
 
 
 def pipeline_for(path: str | os.PathLike | None = None, *, backbone: str | None = None,
                  crop: str | None = None, select: str | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, fallback_policy: str | None = None):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, fallback_policy: str | None = None,
+                 retries: Sequence[str] | None = None):
     """The face pipeline :meth:`FaceService.load` would build for the same arguments (chip
     size, alignment template, crop and selection rule), without loading any weights: what
     ``siamface prepare --model M | --backbone NAME`` crops with."""
@@ -541,7 +551,7 @@ def pipeline_for(path: str | os.PathLike | None = None, *, backbone: str | None 
                     f"{ckpt} was trained for backbone {info.backbone!r}, not {backbone!r}")
             name, preprocessing = info.backbone, info.preprocessing
     return _pipeline(get_pretrained_config(name), preprocessing, crop, select, max_pixels,
-                     fallback_policy)
+                     fallback_policy, retries)
 
 
 def _model_from_checkpoint(path, backbone: str | None, backbone_weights: str | None):

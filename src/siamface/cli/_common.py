@@ -41,6 +41,7 @@ def positive_int(text: str) -> int:
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     """The face pipeline's options: crop mode, selection rule and image size limit."""
+    from siamface.detect.restore import RETRIES
     from siamface.faces import CROP_MODES, FALLBACK_POLICIES, SELECT_RULES
     from siamface.io import DEFAULT_MAX_PIXELS
 
@@ -53,6 +54,10 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
                         help="when no face is detected, use the centre crop: auto (only if it "
                         "passes the face-presence check; default), always (pre-cropped "
                         "faces), never")
+    parser.add_argument("--retries", nargs="+", choices=(*RETRIES, "none"), default=None,
+                        metavar="NAME", help="when no face is detected, detect again on "
+                        f"restored copies, in this order: {', '.join(RETRIES)} (default: all), "
+                        "or none")
     parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         metavar="N", help="refuse images with more pixels than this, from "
                         f"their header (default: {DEFAULT_MAX_PIXELS:,})")
@@ -90,9 +95,24 @@ def load_service(args: argparse.Namespace, **options: Any):
     return load(args.model, crop=args.crop, select=args.select, flip=args.flip,
                 device=args.device, backbone=args.backbone,
                 backbone_weights=args.backbone_weights, max_pixels=args.max_pixels,
-                fallback_policy=args.fallback_policy,
+                fallback_policy=args.fallback_policy, retries=retries_from(args),
                 runtime=getattr(args, "runtime", "torch"),
                 onnx_dir=getattr(args, "onnx_dir", None), **options)
+
+
+def retries_from(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``--retries``: None for the default, () for ``none``; ``none`` beside a name is an
+    error."""
+    names = getattr(args, "retries", None)
+    if names is None:
+        return None
+    if "none" in names:
+        if len(names) > 1:
+            from siamface.errors import ConfigError
+
+            raise ConfigError(f"--retries none cannot be combined with {names}")
+        return ()
+    return tuple(dict.fromkeys(names))
 
 
 def print_json(data: Any) -> None:

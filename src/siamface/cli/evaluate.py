@@ -119,6 +119,11 @@ def _ci(ci) -> str:
     return "" if not ci else f" [95% CI {100 * ci[0]:.2f}-{100 * ci[1]:.2f}]"
 
 
+def _retried(row: dict) -> str:
+    rate = row.get("retry_detection_rate")
+    return f" (by a retry {_pct(rate)})" if rate else ""
+
+
 def print_summary(m: dict, out=None) -> None:
     """The headline figures of a metrics dict, as text."""
     out = out or sys.stdout
@@ -153,8 +158,8 @@ def print_summary(m: dict, out=None) -> None:
     for kind, row in (m.get("distortions") or {}).items():
         extra = f", k-fold {_pct(row['kfold']['mean'])}" if row.get("kfold") else ""
         print(f"  {kind:14s} {row['pairs']:6d} pairs  accuracy {_pct(row['accuracy'])}"
-              f"{_ci(row.get('accuracy_ci'))}{extra}  detected {_pct(row['detection_rate'])}",
-              file=out)
+              f"{_ci(row.get('accuracy_ci'))}{extra}  detected {_pct(row['detection_rate'])}"
+              f"{_retried(row)}", file=out)
     for column, table in (m.get("groups") or {}).items():
         print(f"by {column}: FMR worst/best {table['ratios'].get('fmr')}, FNMR worst/best "
               f"{table['ratios'].get('fnmr')}", file=out)

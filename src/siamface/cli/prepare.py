@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from siamface.cli._common import positive_int, report_skipped
+from siamface.cli._common import positive_int, report_skipped, retries_from
 from siamface.errors import ConfigError
 
 __all__ = ["DEFAULT_PIPELINE", "add_parser", "resolve_factory", "run"]
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"crop": args.crop, "select": args.select}
     if args.pipeline_factory == DEFAULT_PIPELINE:
         options.update(path=args.model, backbone=args.backbone, max_pixels=args.max_pixels,
-                       fallback_policy=args.fallback_policy)
+                       fallback_policy=args.fallback_policy, retries=retries_from(args))
     options = {k: v for k, v in options.items() if v is not None}
     factory = functools.partial(resolve_factory(args.pipeline_factory), **options)
     factory()  # a bad --model or --backbone fails here, before any image is read

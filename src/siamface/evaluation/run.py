@@ -139,10 +139,13 @@ def _kind_table(d: np.ndarray, pairs: PairSet, embedded: EmbeddedImages, thresho
     for kind, mask in masks:
         sub = pairs.subset(mask)
         row = verification_figures(d[mask], sub, threshold, n_boot=n_boot, seed=seed)
-        row["detection_rate"] = float(embedded.detected[np.unique(sub.b)].mean())
+        second = np.unique(sub.b)
+        row["detection_rate"] = float(embedded.detected[second].mean())
+        row["retry_detection_rate"] = sum(_found_by_retry(embedded, second).values()) / max(
+            1, second.size)
         table[kind] = {k: row.get(k) for k in (
             "pairs", "accuracy", "accuracy_ci", "fmr", "fnmr", "best_threshold", "kfold",
-            "detection_rate", "no_verdict_pairs", "auc")}
+            "detection_rate", "retry_detection_rate", "no_verdict_pairs", "auc")}
         if table[kind]["kfold"] is not None:
             table[kind]["kfold"] = {k: row["kfold"][k] for k in ("mean", "std")}
     return table
@@ -319,6 +322,17 @@ def _model_description(service) -> dict[str, Any]:
     }
 
 
+def _found_by_retry(embedded: EmbeddedImages, rows: np.ndarray) -> dict[str, int]:
+    """How many of the images ``rows`` each detection retry found a face in."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        entry = embedded.entries[r]
+        by = None if entry is None else entry.detected_by
+        if by is not None and by != "detector":
+            counts[by] = counts.get(by, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def _data_counts(dataset: FaceDataset, base: PairSet, embedded: EmbeddedImages,
                  protocol_pairs) -> dict[str, Any]:
     rows = np.unique(np.concatenate([base.a, base.b]))
@@ -335,6 +349,7 @@ def _data_counts(dataset: FaceDataset, base: PairSet, embedded: EmbeddedImages,
         "images_without_face": int((~embedded.has_face[rows]).sum()) - unreadable,
         "images_unreadable": unreadable,
         "images_detected": int(embedded.detected[rows].sum()),
+        "images_found_by_retry": _found_by_retry(embedded, rows),
         "embeddings_computed": embedded.computed,
     }
 

@@ -155,7 +155,8 @@ class OnnxFaceService(FaceService):
              backbone: str | None = None, batch_size: int = 32,
              max_pixels: int = DEFAULT_MAX_PIXELS, fallback_policy: str | None = None,
              onnx_dir: str | os.PathLike | None = None, runtime: str = "onnx",
-             threads: int | None = None, **unused: Any) -> OnnxFaceService:
+             threads: int | None = None, retries: Any = None,
+             **unused: Any) -> OnnxFaceService:
         """The ONNX export of the checkpoint ``path`` (the shipped default when None), from
         ``onnx_dir`` or the export cache; the other arguments as for
         :meth:`FaceService.load`. ``runtime="onnx-int8"`` runs the int8 model."""
@@ -213,6 +214,7 @@ class OnnxFaceService(FaceService):
             select=select or pre.get("select") or DEFAULT_SELECT,
             max_pixels=max_pixels,
             fallback_policy=fallback_policy or DEFAULT_FALLBACK_POLICY,
+            retries=retries,
             detector=OnnxMTCNN(nets["pnet"], nets["rnet"], nets["onet"], **settings),
             presence=OnnxFacePresence(nets["rnet"], nets["onet"]),
         )

@@ -180,6 +180,10 @@ def _data(m: dict[str, Any]) -> str:
                 ("embeddings computed (not cached)", "embeddings_computed", _int)]
     rows += [(label, fmt(data[key])) for label, key, fmt in optional
              if data.get(key) is not None]
+    retried = data.get("images_found_by_retry")
+    if isinstance(retried, dict) and retried:
+        rows.append(("faces found by a detection retry", _text(", ".join(
+            f"{name} {count}" for name, count in retried.items()))))
     distorted = data.get("distorted")
     if isinstance(distorted, dict) and distorted.get("path"):
         rows.append(("distorted copies", _text(distorted.get("path"))))
@@ -305,9 +309,10 @@ def _distortions(m: dict[str, Any]) -> str:
         e = dist[kind]
         rows.append([kind, _int(e.get("pairs")), _pct(e.get("accuracy")),
                      _ci(e.get("accuracy_ci")), _pct(e.get("fmr")), _pct(e.get("fnmr")),
-                     _pct(e.get("detection_rate")), _int(e.get("no_verdict_pairs"))])
+                     _pct(e.get("detection_rate")), _pct(e.get("retry_detection_rate")),
+                     _int(e.get("no_verdict_pairs"))])
     table = _table(["distortion", "pairs", "accuracy", _level(m), "FMR", "FNMR",
-                    "faces detected", "no verdict"], rows)
+                    "faces detected", "by a retry", "no verdict"], rows)
     note = '<p class="note">"none" is the undistorted pairs.</p>' if "none" in kinds else ""
     return _section("distortions", "Per distortion", table + note)
 

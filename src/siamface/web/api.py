@@ -234,6 +234,7 @@ class Gender(BaseModel):
 class Face(BaseModel):
     source: str
     detected: bool
+    detected_by: str | None
     crop: str
     select: str
     fallback: str | None

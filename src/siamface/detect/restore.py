@@ -1,0 +1,101 @@
+"""Restored copies of an image for a second detection attempt (numpy and OpenCV, no torch).
+
+When the detector finds no face, :class:`siamface.faces.FacePipeline` retries on copies of the
+image that undo what commonly hides a face from MTCNN, in the order of ``DEFAULT_RETRIES``,
+stopping at the first copy in which a face is found (the result's ``detected_by`` names it):
+
+============  ===============================================================================
+retry         what it does
+============  ===============================================================================
+clahe         local contrast equalisation (CLAHE) of the lightness: fog, haze, flat light
+exposure      a gamma that brings the median lightness to the middle, then CLAHE: over- and
+              under-exposure, glare, near-black low light
+denoise       a median filter over about 1.5% of the short side: noise, rain streaks
+upscale       twice the size (cubic): small or down-scaled faces below MTCNN's 20 px windows
+============  ===============================================================================
+
+Each function takes and returns uint8 (H, W, 3) RGB; only ``upscale`` changes the size, by
+:data:`UPSCALE` (detections on it are mapped back), and it skips images larger than
+:data:`UPSCALE_MAX_SIDE` (returns None). The chip is always cut from the original
+image: restorations only help to find the face.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from siamface.errors import UnknownNameError
+
+__all__ = ["DEFAULT_RETRIES", "RETRIES", "UPSCALE", "UPSCALE_MAX_SIDE", "restore",
+           "retry_scale"]
+
+UPSCALE = 2.0
+UPSCALE_MAX_SIDE = 512
+_CLAHE_CLIP = 3.0
+_CLAHE_TILES = 8
+
+
+def _lightness_clahe(image: np.ndarray, clip: float = _CLAHE_CLIP) -> np.ndarray:
+    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB)
+    # tiles of at least 32 px: on smaller ones the clip limit rounds to one pixel per bin
+    tiles = int(np.clip(min(image.shape[:2]) // 32, 1, _CLAHE_TILES))
+    tool = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles))
+    lab[..., 0] = tool.apply(np.ascontiguousarray(lab[..., 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def clahe(image: np.ndarray) -> np.ndarray:
+    """CLAHE on the L channel of Lab (clip limit 3, up to 8x8 tiles of 32 px or more)."""
+    return _lightness_clahe(image)
+
+
+def exposure(image: np.ndarray) -> np.ndarray:
+    """Gamma correction of the median lightness to 0.5 (gamma within 1/4..4), then CLAHE."""
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    median = float(np.clip(np.median(grey) / 255.0, 1 / 255, 254 / 255))
+    gamma = float(np.clip(np.log(0.5) / np.log(median), 0.25, 4.0))
+    table = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255)
+    return _lightness_clahe(cv2.LUT(np.ascontiguousarray(image), table.astype(np.uint8)))
+
+
+def denoise(image: np.ndarray) -> np.ndarray:
+    """A median filter of odd size about 1.5% of the short side (at least 3)."""
+    k = max(3, round(0.015 * min(image.shape[:2])))
+    k += 1 - k % 2
+    return cv2.medianBlur(np.ascontiguousarray(image), min(k, 7))
+
+
+def upscale(image: np.ndarray) -> np.ndarray | None:
+    """The image at :data:`UPSCALE` times its size (bicubic); None for an image whose long
+    side is over :data:`UPSCALE_MAX_SIDE` (its faces are not too small for the detector)."""
+    h, w = image.shape[:2]
+    if max(h, w) > UPSCALE_MAX_SIDE:
+        return None
+    return cv2.resize(np.ascontiguousarray(image), (round(w * UPSCALE), round(h * UPSCALE)),
+                      interpolation=cv2.INTER_CUBIC)
+
+
+_RESTORE: dict[str, Callable[[np.ndarray], np.ndarray | None]] = {
+    "clahe": clahe,
+    "exposure": exposure,
+    "denoise": denoise,
+    "upscale": upscale,
+}
+RETRIES: tuple[str, ...] = tuple(_RESTORE)
+DEFAULT_RETRIES: tuple[str, ...] = RETRIES
+
+
+def restore(image: np.ndarray, name: str) -> np.ndarray | None:
+    """The copy of ``image`` (uint8 RGB) the retry ``name`` detects on, or None where the
+    retry does not apply to it."""
+    if name not in _RESTORE:
+        raise UnknownNameError("detection retry", name, RETRIES)
+    return _RESTORE[name](image)
+
+
+def retry_scale(name: str) -> float:
+    """How much larger the retry's copy is than the image (boxes are divided by it)."""
+    return UPSCALE if name == "upscale" else 1.0
