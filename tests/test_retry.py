@@ -11,7 +11,9 @@ from siamface.detect.restore import (
     RETRIES,
     UPSCALE_MAX_SIDE,
     clahe,
+    dehaze,
     denoise,
+    derain,
     exposure,
     restore,
     retry_scale,
@@ -60,6 +62,27 @@ def test_denoise_removes_salt_and_pepper():
     assert error_after < error_before / 3
 
 
+def test_dehaze_restores_contrast_under_white_haze():
+    clear = _structured(20, 200, 256)
+    hazy = np.round(0.35 * clear + 0.65 * 235).astype(np.uint8)
+    out = dehaze(hazy)
+    assert np.ptp(_grey(out)) > 2.5 * np.ptp(_grey(hazy))
+    assert np.corrcoef(_grey(out).ravel(), _grey(clear).ravel())[0, 1] > 0.9
+
+
+def test_derain_removes_thin_bright_streaks():
+    clean = _structured(40, 160, 250)
+    rainy = clean.copy()
+    rng = np.random.default_rng(1)
+    for _ in range(60):  # one-pixel-wide bright streaks, 20 px long
+        x, y = int(rng.integers(0, 249)), int(rng.integers(0, 230))
+        for t in range(20):
+            rainy[y + t, min(249, x + t // 6)] = 230
+    error_before = np.abs(rainy.astype(float) - clean).mean()
+    error_after = np.abs(derain(rainy).astype(float) - clean).mean()
+    assert error_after < error_before / 2
+
+
 def test_upscale_doubles_small_images_and_skips_large_ones():
     small = _structured(0, 255, 80)
     assert upscale(small).shape == (160, 160, 3) and retry_scale("upscale") == 2.0
@@ -99,8 +122,9 @@ def test_a_face_found_on_a_restored_copy_is_mapped_back_and_named():
     assert crop.detected and crop.detected_by == "upscale" and crop.fallback is None
     np.testing.assert_allclose(crop.box, (np.array([40, 40, 160, 170]) + 0.5) / 2 - 0.5)
     assert crop.landmarks[2].tolist() == [49.75, 54.75]  # the nose, in the 100 px image
-    # the first pass, then clahe, exposure, denoise on the 100 px image, then the upscale
-    assert [c[0][0] for c in detector.calls] == [100, 100, 100, 100, 200]
+    # the first pass, then every retry before upscale on the 100 px image, then the upscale
+    assert list(DEFAULT_RETRIES)[-1] == "upscale"
+    assert [c[0][0] for c in detector.calls] == [100] * len(DEFAULT_RETRIES) + [200]
     assert pipeline.params()["retries"] == list(DEFAULT_RETRIES)
     found = pipeline.crop(np.zeros((200, 200, 3), np.uint8) + 90)
     assert found.detected_by == "detector"
@@ -116,6 +140,34 @@ def test_retries_run_only_on_the_images_still_missing():
                               [(200, 200, 3), (240, 240, 3)]]
 
 
+class _FindsSmallOrWeakFaces(_FindsOnlyLargeImages):
+    def __init__(self, box, score):
+        super().__init__()
+        self.box, self.score = box, score
+
+    def detect_batch(self, images):
+        out = []
+        for im in images:
+            if im.shape[0] <= 150:
+                out.append(Detections.empty())
+                continue
+            landmarks = np.array([[[45, 45], [55, 45], [50, 50], [46, 55], [54, 55]]],
+                                 np.float32)
+            out.append(Detections(np.array([self.box], np.float32),
+                                  np.array([self.score], np.float32), landmarks))
+        return out
+
+
+@pytest.mark.parametrize(("box", "score"), [((40, 40, 60, 60), 0.99), ((40, 40, 160, 170), 0.85)])
+def test_a_retry_reports_no_small_or_weak_face(box, score):
+    """Restored copies of non-faces give small, weak boxes: a retry keeps a face only with a
+    score >= 0.9 and a box of 15% of the short side or more (the first pass keeps all)."""
+    pipeline = FacePipeline(detector=_FindsSmallOrWeakFaces(box, score), retries=("upscale",),
+                            fallback_policy="always")
+    assert not pipeline.crop(_structured(30, 220, 100)).detected
+    assert pipeline.crop(_structured(30, 220, 200)).detected_by == "detector"
+
+
 def test_without_retries_nothing_changes():
     detector = _FindsOnlyLargeImages()
     pipeline = FacePipeline(detector=detector, retries=(), fallback_policy="always")
@@ -127,3 +179,24 @@ def test_without_retries_nothing_changes():
         FacePipeline(retries=("sharpen",))
     with pytest.raises(ConfigError, match="must not repeat"):
         FacePipeline(retries=("clahe", "clahe"))
+
+
+def test_a_blown_out_lfw_photo_mtcnn_misses_is_found_by_a_retry(lfw_dir):
+    from conftest import lfw_image
+    from siamface.augment import distort
+    from siamface.io import load_image
+    from siamface.service import pipeline_for
+
+    photo = load_image(lfw_image(lfw_dir, "Aaron_Sorkin", 2))
+    blown = distort(photo, "sun_glare", seed=0, severity=5)
+    bare = pipeline_for(retries=(), fallback_policy="always")
+    assert bare.crop(blown).detected_by is None  # MTCNN alone finds nothing
+    pipeline = pipeline_for(fallback_policy="always")
+    pipeline._detector = bare.detector
+    found, clean = pipeline.crop(blown), pipeline.crop(photo)
+    assert found.detected and found.detected_by == "clahe" and clean.detected_by == "detector"
+    x1, y1 = np.maximum(found.box[:2], clean.box[:2])
+    x2, y2 = np.minimum(found.box[2:], clean.box[2:])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in (found.box, clean.box)]
+    assert inter / (sum(areas) - inter) > 0.6  # the same face

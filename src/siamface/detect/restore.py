@@ -10,14 +10,18 @@ retry         what it does
 clahe         local contrast equalisation (CLAHE) of the lightness: fog, haze, flat light
 exposure      a gamma that brings the median lightness to the middle, then CLAHE: over- and
               under-exposure, glare, near-black low light
-denoise       a median filter over about 1.5% of the short side: noise, rain streaks
+dehaze        the dark channel prior's haze removal, then CLAHE: fog
+denoise       a median filter over about 1.5% of the short side: noise
+derain        a grey opening over 2% of the short side: bright streaks (rain)
 upscale       twice the size (cubic): small or down-scaled faces below MTCNN's 20 px windows
 ============  ===============================================================================
 
 Each function takes and returns uint8 (H, W, 3) RGB; only ``upscale`` changes the size, by
 :data:`UPSCALE` (detections on it are mapped back), and it skips images larger than
 :data:`UPSCALE_MAX_SIDE` (returns None). The chip is always cut from the original
-image: restorations only help to find the face.
+image: restorations only help to find the face. A face found on a copy counts only if it is
+plausible (score and size: ``siamface.faces.RETRY_MIN_SCORE`` / ``RETRY_MIN_SIZE``), since
+restored noise and photo crops give small, weak "faces".
 """
 
 from __future__ import annotations
@@ -68,6 +72,36 @@ def denoise(image: np.ndarray) -> np.ndarray:
     return cv2.medianBlur(np.ascontiguousarray(image), min(k, 7))
 
 
+def _odd_size(image: np.ndarray, fraction: float, smallest: int = 3) -> int:
+    k = max(smallest, round(fraction * min(image.shape[:2])))
+    return k + 1 - k % 2
+
+
+def dehaze(image: np.ndarray) -> np.ndarray:
+    """Haze removal by the dark channel prior (He, Sun and Tang 2009), then CLAHE: the
+    haze's colour from the brightest 0.1% of the dark channel, its thickness per pixel from
+    the dark channel of the image divided by that colour (patches of 3% of the short side)."""
+    rgb = np.ascontiguousarray(image).astype(np.float32) / 255.0
+    k = _odd_size(image, 0.03)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    dark = cv2.erode(rgb.min(axis=2), kernel)
+    n = max(1, dark.size // 1000)
+    brightest = np.argpartition(dark.ravel(), -n)[-n:]
+    haze = np.maximum(rgb.reshape(-1, 3)[brightest].mean(axis=0), 0.3)
+    thickness = cv2.erode((rgb / haze).min(axis=2), kernel)
+    transmission = cv2.blur(1.0 - 0.95 * thickness, (k, k))
+    clear = (rgb - haze) / np.maximum(transmission, 0.1)[..., None] + haze
+    return _lightness_clahe(np.clip(np.round(clear * 255.0), 0, 255).astype(np.uint8))
+
+
+def derain(image: np.ndarray) -> np.ndarray:
+    """A grey opening (erosion then dilation) over 2% of the short side: removes bright
+    streaks thinner than that (rain), keeps larger shapes."""
+    k = _odd_size(image, 0.02)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    return cv2.morphologyEx(np.ascontiguousarray(image), cv2.MORPH_OPEN, kernel)
+
+
 def upscale(image: np.ndarray) -> np.ndarray | None:
     """The image at :data:`UPSCALE` times its size (bicubic); None for an image whose long
     side is over :data:`UPSCALE_MAX_SIDE` (its faces are not too small for the detector)."""
@@ -81,7 +115,9 @@ def upscale(image: np.ndarray) -> np.ndarray | None:
 _RESTORE: dict[str, Callable[[np.ndarray], np.ndarray | None]] = {
     "clahe": clahe,
     "exposure": exposure,
+    "dehaze": dehaze,
     "denoise": denoise,
+    "derain": derain,
     "upscale": upscale,
 }
 RETRIES: tuple[str, ...] = tuple(_RESTORE)
