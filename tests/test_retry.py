@@ -200,3 +200,24 @@ def test_a_blown_out_lfw_photo_mtcnn_misses_is_found_by_a_retry(lfw_dir):
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
     areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in (found.box, clean.box)]
     assert inter / (sum(areas) - inter) > 0.6  # the same face
+
+
+def test_the_command_line_says_a_retry_found_the_face(lfw_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from conftest import lfw_image
+    from siamface.augment import distort
+    from siamface.cli.main import main
+    from siamface.io import load_image
+
+    blown = tmp_path / "blown.png"
+    Image.fromarray(distort(load_image(lfw_image(lfw_dir, "Aaron_Sorkin", 2)), "sun_glare",
+                            seed=0, severity=5)).save(blown)
+    assert main(["analyze", str(blown)]) == 0
+    assert "(found on a restored copy: clahe)" in capsys.readouterr().out
+    assert main(["analyze", str(blown), "--json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["faces"][0]["detected_by"] == "clahe"
+    main(["analyze", str(blown), "--retries", "none"])  # without them: no face detected
+    assert "no face detected" in capsys.readouterr().out

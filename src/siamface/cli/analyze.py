@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
             if not face.has_face:
                 print(f"{face.source}: NO FACE ({face.no_face}); no gender")
                 continue
-            where = (f"face at {[round(v) for v in face.box]} score {face.score:.3f}"
+            retry = ("" if face.detected_by in (None, "detector")
+                     else f" (found on a restored copy: {face.detected_by})")
+            where = (f"face at {[round(v) for v in face.box]} score {face.score:.3f}{retry}"
                      if face.detected else f"no face detected, used the centre crop (face "
                      f"score {face.face_score:.2f})")
             gender = (f"{face.gender.label} ({face.gender.probability:.1%})"

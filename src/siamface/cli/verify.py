@@ -90,6 +90,8 @@ def _describe(face) -> str:
     if not face.detected:
         used = "centre crop" if face.fallback else f"{face.crop} crop"
         parts.append(f"no face detected, used the {used} (face score {face.face_score:.2f})")
+    elif face.detected_by not in (None, "detector"):
+        parts.append(f"face found on a restored copy ({face.detected_by})")
     return ", ".join(parts)
 
 

@@ -268,6 +268,9 @@ def _face_notes(faces: dict[str, Any], policy: str) -> list[str]:
                          f"(fallback policy {policy}{score}).")
         elif not face.detected:
             notes.append(f"{name}: centre crop mode, no detection{score}.")
+        elif face.detected_by not in (None, "detector"):
+            notes.append(f"The face in {name} was found on a restored copy of the photo "
+                         f"({face.detected_by}){score}.")
     return notes
 
 
