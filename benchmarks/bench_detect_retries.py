@@ -127,9 +127,11 @@ def main() -> int:
     bare._detector = pipeline.detector  # one set of networks
     print(f"retries: {', '.join(pipeline.retries)}")
     originals = [load_image(path) for path in _second_images(args.lfw, args.images, args.seed)]
-    clean_cost(pipeline, bare, originals[:args.timed])
+    if args.timed:
+        clean_cost(pipeline, bare, originals[:args.timed])
     faces(pipeline, originals, args.severities, args.seed)
-    non_faces(pipeline, args.non_faces, args.seed)
+    if args.non_faces:
+        non_faces(pipeline, args.non_faces, args.seed)
     return 0
 
 
