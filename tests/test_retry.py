@@ -93,25 +93,21 @@ def test_upscale_doubles_small_images_and_skips_large_ones():
         restore(small, "sharpen")
 
 
+_FACE_LANDMARKS = ((70, 80), (130, 80), (100, 110), (76, 140), (124, 140))
+
+
 class _FindsOnlyLargeImages:
-    """A detector that finds one face, at a known place, only in images over 150 px: the
+    """A detector that finds one face (``box``, ``score``), only in images over 150 px: the
     first pass misses a 100 px image and the upscale retry finds it."""
 
-    def __init__(self):
+    def __init__(self, box=(40, 40, 160, 170), score=0.99, landmarks=_FACE_LANDMARKS):
         self.calls: list[list[tuple[int, ...]]] = []
+        self.face = Detections(np.array([box], np.float32), np.array([score], np.float32),
+                               np.array([landmarks], np.float32))
 
     def detect_batch(self, images):
         self.calls.append([im.shape for im in images])
-        out = []
-        for im in images:
-            if im.shape[0] <= 150:
-                out.append(Detections.empty())
-                continue
-            landmarks = np.array([[[70, 80], [130, 80], [100, 110], [76, 140], [124, 140]]],
-                                 np.float32)
-            out.append(Detections(np.array([[40, 40, 160, 170]], np.float32),
-                                  np.array([0.99], np.float32), landmarks))
-        return out
+        return [self.face if im.shape[0] > 150 else Detections.empty() for im in images]
 
 
 def test_a_face_found_on_a_restored_copy_is_mapped_back_and_named():
@@ -140,30 +136,13 @@ def test_retries_run_only_on_the_images_still_missing():
                               [(200, 200, 3), (240, 240, 3)]]
 
 
-class _FindsSmallOrWeakFaces(_FindsOnlyLargeImages):
-    def __init__(self, box, score):
-        super().__init__()
-        self.box, self.score = box, score
-
-    def detect_batch(self, images):
-        out = []
-        for im in images:
-            if im.shape[0] <= 150:
-                out.append(Detections.empty())
-                continue
-            landmarks = np.array([[[45, 45], [55, 45], [50, 50], [46, 55], [54, 55]]],
-                                 np.float32)
-            out.append(Detections(np.array([self.box], np.float32),
-                                  np.array([self.score], np.float32), landmarks))
-        return out
-
-
 @pytest.mark.parametrize(("box", "score"), [((40, 40, 60, 60), 0.99), ((40, 40, 160, 170), 0.85)])
 def test_a_retry_reports_no_small_or_weak_face(box, score):
     """Restored copies of non-faces give small, weak boxes: a retry keeps a face only with a
     score >= 0.9 and a box of 15% of the short side or more (the first pass keeps all)."""
-    pipeline = FacePipeline(detector=_FindsSmallOrWeakFaces(box, score), retries=("upscale",),
-                            fallback_policy="always")
+    small = ((45, 45), (55, 45), (50, 50), (46, 55), (54, 55))
+    detector = _FindsOnlyLargeImages(box, score, small if box[2] < 100 else _FACE_LANDMARKS)
+    pipeline = FacePipeline(detector=detector, retries=("upscale",), fallback_policy="always")
     assert not pipeline.crop(_structured(30, 220, 100)).detected
     assert pipeline.crop(_structured(30, 220, 200)).detected_by == "detector"
 

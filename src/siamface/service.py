@@ -276,16 +276,9 @@ class FaceService:
             check_device(device)
         ckpt = path if path is not None else default_model_path()
         if lazy and ckpt is not None and not (path is None and backbone is not None):
-            from siamface.backbones import get_pretrained_config
-            from siamface.checkpoint import read_checkpoint_info
-
-            info = read_checkpoint_info(ckpt)
-            if backbone is not None and backbone != info.backbone:
-                raise CheckpointError(
-                    f"{ckpt} was trained for backbone {info.backbone!r}, not {backbone!r}")
+            info, pipeline = _checkpoint_pipeline(ckpt, backbone, crop, select, max_pixels,
+                                                  fallback_policy, retries)
             pre = info.preprocessing
-            pipeline = _pipeline(get_pretrained_config(info.backbone), pre, crop, select,
-                                 max_pixels, fallback_policy, retries)
             flip = bool(pre.get("flip_average", False)) if flip is None else flip
             build = functools.partial(_model_from_checkpoint, ckpt, backbone, backbone_weights)
             return cls(build, info, pipeline, flip=flip, device=device, batch_size=batch_size,
@@ -535,23 +528,33 @@ def pipeline_for(path: str | os.PathLike | None = None, *, backbone: str | None 
     size, alignment template, crop and selection rule), without loading any weights: what
     ``siamface prepare --model M | --backbone NAME`` crops with."""
     from siamface.backbones import get_pretrained_config
-    from siamface.checkpoint import read_checkpoint_info
 
-    preprocessing: dict[str, Any] = {}
     if path is None and backbone is not None:
         name = backbone
     else:
         ckpt = path if path is not None else default_model_path()
-        if ckpt is None:
-            name = DEFAULT_BACKBONE
-        else:
-            info = read_checkpoint_info(ckpt)
-            if backbone is not None and backbone != info.backbone:
-                raise CheckpointError(
-                    f"{ckpt} was trained for backbone {info.backbone!r}, not {backbone!r}")
-            name, preprocessing = info.backbone, info.preprocessing
-    return _pipeline(get_pretrained_config(name), preprocessing, crop, select, max_pixels,
+        if ckpt is not None:
+            return _checkpoint_pipeline(ckpt, backbone, crop, select, max_pixels,
+                                        fallback_policy, retries)[1]
+        name = DEFAULT_BACKBONE
+    return _pipeline(get_pretrained_config(name), {}, crop, select, max_pixels,
                      fallback_policy, retries)
+
+
+def _checkpoint_pipeline(ckpt, backbone: str | None, crop: str | None, select: str | None,
+                         max_pixels: int, fallback_policy: str | None,
+                         retries: Sequence[str] | None) -> tuple[CheckpointInfo, Any]:
+    """A checkpoint's metadata and the face pipeline it asks for, without its weights;
+    ``backbone`` refuses a checkpoint made for another backbone."""
+    from siamface.backbones import get_pretrained_config
+    from siamface.checkpoint import read_checkpoint_info
+
+    info = read_checkpoint_info(ckpt)
+    if backbone is not None and backbone != info.backbone:
+        raise CheckpointError(
+            f"{ckpt} was trained for backbone {info.backbone!r}, not {backbone!r}")
+    return info, _pipeline(get_pretrained_config(info.backbone), info.preprocessing, crop,
+                           select, max_pixels, fallback_policy, retries)
 
 
 def _model_from_checkpoint(path, backbone: str | None, backbone_weights: str | None):
