@@ -65,6 +65,17 @@ class CheckpointInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     calibration: dict[str, Any] = field(default_factory=dict)  # how the threshold was chosen
+    # thresholds that depend on the pair (siamface.regions.RegionThresholds.to_dict); None:
+    # the one global threshold
+    regions: dict[str, Any] | None = None
+
+    def region_thresholds(self):
+        """The checkpoint's :class:`~siamface.regions.RegionThresholds`, or None."""
+        if self.regions is None:
+            return None
+        from siamface.regions import RegionThresholds
+
+        return RegionThresholds.from_dict(self.regions)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,7 +88,8 @@ class CheckpointInfo:
             },
             "head": self.head.to_dict(),
             "threshold": {"value": float(self.threshold), "source": self.threshold_source,
-                          **({"calibration": self.calibration} if self.calibration else {})},
+                          **({"calibration": self.calibration} if self.calibration else {}),
+                          **({"regions": self.regions} if self.regions is not None else {})},
             "gender": {"classes": list(self.head.gender_classes), "trained": self.gender_trained},
             "preprocessing": self.preprocessing,
             "training": self.training,
@@ -189,9 +201,19 @@ def _parse_info(meta: Any, source: str) -> CheckpointInfo:
             metrics=dict(meta.get("metrics", {})),
             format_version=version,
             calibration=dict(meta["threshold"].get("calibration") or {}),
+            regions=_checked_regions(meta["threshold"].get("regions")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{source}: malformed checkpoint metadata ({exc})") from exc
+
+
+def _checked_regions(data: Any) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    from siamface.regions import RegionThresholds
+
+    RegionThresholds.from_dict(data)  # raises ValueError when malformed
+    return dict(data)
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
@@ -267,11 +289,12 @@ def load_checkpoint(
 
 def with_threshold(
     source: str | os.PathLike, target: str | os.PathLike, *, threshold: float,
-    threshold_source: str, calibration: dict[str, Any],
+    threshold_source: str, calibration: dict[str, Any], regions: dict[str, Any] | None = None,
 ) -> CheckpointInfo:
     """Copy the checkpoint ``source`` to ``target`` (atomically) with a new verification
-    threshold; ``calibration`` (what data and method chose it) goes into its metadata. The
-    tensors are copied unchanged, and the copy is validated like any checkpoint."""
+    threshold (and region thresholds, or none: ``regions`` replaces the source's);
+    ``calibration`` (what data and method chose it) goes into its metadata. The tensors are
+    copied unchanged, and the copy is validated like any checkpoint."""
     if not math.isfinite(threshold) or threshold < 0:
         raise CheckpointError(f"threshold {threshold} is not a finite non-negative distance")
     info = read_checkpoint_info(source)
@@ -282,7 +305,8 @@ def with_threshold(
         raise CheckpointError(f"{source}: corrupt tensor data ({exc})") from exc
     new = CheckpointInfo(**{**info.__dict__, "threshold": float(threshold),
                             "threshold_source": threshold_source,
-                            "calibration": json.loads(json.dumps(calibration))})
+                            "calibration": json.loads(json.dumps(calibration)),
+                            "regions": regions})
     with atomic_path(target) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(new.to_json())})
     return read_checkpoint_info(target)

@@ -179,6 +179,7 @@ class FaceService:
         """``model``: a :class:`~siamface.model.SiameseMultiTask`, or a function of no
         arguments that builds one, called on first use (see ``lazy`` in :meth:`load`)."""
         self.info = info
+        self.regions = info.region_thresholds()  # None: one global threshold
         self.pipeline = pipeline
         self.flip = flip
         self.batch_size = batch_size
@@ -469,13 +470,32 @@ class FaceService:
             matrix = np.zeros((0, self.embedding_dim), np.float32)
         return EmbedReport(kept, matrix, np.array(detected, dtype=bool), skipped)
 
+    def pair_thresholds(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The operating threshold of each pair of embedding rows: the checkpoint's region
+        thresholds where it has them, else its one global threshold."""
+        a, b = np.atleast_2d(a), np.atleast_2d(b)
+        if self.regions is None:
+            return np.full(a.shape[0], self.threshold, np.float64)
+        return self.regions.pair_thresholds(a, b)
+
+    def threshold_source_text(self) -> str:
+        """Where the operating threshold comes from, in words."""
+        if self.regions is None:
+            return self.info.threshold_source
+        return f"{self.regions.describe()}; a user threshold replaces them"
+
     def compare(self, a: FaceResult, b: FaceResult, threshold: float | None = None) -> VerifyResult:
+        """The verdict on two faces: at ``threshold`` when given (one global value, which
+        replaces any region thresholds; the result's source says "user"), else at the
+        checkpoint's operating point for this pair."""
         t = self.threshold if threshold is None else float(threshold)
-        source = self.info.threshold_source if threshold is None else "user"
+        source = self.threshold_source_text() if threshold is None else "user"
         if not (a.has_face and b.has_face):  # no face, no verdict
             status = ("no_face_both" if not (a.has_face or b.has_face)
                       else "no_face_a" if not a.has_face else "no_face_b")
             return VerifyResult(None, None, t, source, a, b, status)
+        if threshold is None and self.regions is not None:
+            t = self.regions.pair_threshold(a.embedding, b.embedding)
         distance = float(np.linalg.norm(a.embedding - b.embedding))
         match = distance <= t
         return VerifyResult(match, distance, t, source, a, b, "match" if match else "no_match")

@@ -1,5 +1,6 @@
-"""Dataset layouts (FACECOM, LFW, person folders, CSV manifest, flat folder) loaded into one
-``FaceDataset`` of ``FaceRecord``; person-wise splits; pairs; identity-balanced samplers."""
+"""Dataset layouts (FACECOM, LFW, person folders, CSV manifest, flat folder, and the public
+group-labelled and identity sets UTKFace, FairFace, CelebA identities, Asian celebrities)
+loaded into one ``FaceDataset`` of ``FaceRecord``; person-wise splits; pairs; identity-balanced samplers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,21 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from siamface.data.celebrities import (
+    CELEBA_IDENTITY_FILE,
+    asian_celebrities_root,
+    load_asian_celebrities,
+    load_celeba_identities,
+    read_celeba_identities,
+)
+from siamface.data.demographics import (
+    AGE_BANDS,
+    CHILD_BANDS,
+    age_band,
+    load_fairface,
+    load_utkface,
+    looks_like_utkface,
+)
 from siamface.data.facecom import (
     DISTORTION_TAGS,
     FACECOM_TAGS,
@@ -60,6 +76,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AGE_BANDS",
+    "CHILD_BANDS",
     "DISTORTION_TAGS",
     "FACECOM_TAGS",
     "GENDERS",
@@ -74,6 +92,7 @@ __all__ = [
     "MPerPersonSampler",
     "PairList",
     "PairSampler",
+    "age_band",
     "detect_layout",
     "distortion_tag",
     "evaluation_pairs",
@@ -84,16 +103,21 @@ __all__ = [
     "fold_persons",
     "index_lfw_pairs",
     "lfw_image_path",
+    "load_asian_celebrities",
+    "load_celeba_identities",
     "load_facecom",
     "load_facecom_gender",
     "load_facecom_identities",
+    "load_fairface",
     "load_flat_folder",
     "load_lfw",
     "load_manifest",
+    "load_utkface",
     "load_person_folders",
     "open_dataset",
     "parse_gender",
     "person_split",
+    "read_celeba_identities",
     "read_genders_csv",
     "read_lfw_genders",
     "read_pair_list",
@@ -102,17 +126,20 @@ __all__ = [
     "read_view2",
 ]
 
-LAYOUTS = ("auto", "facecom", "lfw", "folders", "manifest", "flat")
+LAYOUTS = ("auto", "facecom", "lfw", "fairface", "utkface", "celeba", "asian-celebrities",
+           "folders", "manifest", "flat")
 
 
 def detect_layout(path: str | os.PathLike[str]) -> str:
-    """Guess the layout of ``path``: a ``.csv`` file is a manifest; a folder with ``Task_B``
-    is FACECOM; one with ``images/`` and ``pairs.txt`` is LFW; one with sub-folders is person
-    folders; one with only images is flat."""
+    """Guess the layout of ``path``: a ``fairface_label_*.csv`` is FairFace, another ``.csv``
+    file a manifest; a folder with ``Task_B`` is FACECOM; one with ``images/`` and
+    ``pairs.txt`` is LFW; one with FairFace's label CSVs, CelebA's identity file or the Asian
+    set's nationality folders is that set; one whose images carry UTKFace names is UTKFace;
+    one with sub-folders is person folders; one with only images is flat."""
     path = Path(path)
     if path.is_file():
         if path.suffix.lower() == ".csv":
-            return "manifest"
+            return "fairface" if path.name.lower().startswith("fairface_label_") else "manifest"
         raise DatasetError(f"{path} is a file but not a .csv manifest")
     if not path.is_dir():
         raise DatasetError(f"dataset path {path} not found")
@@ -121,6 +148,14 @@ def detect_layout(path: str | os.PathLike[str]) -> str:
         return "facecom"
     if "images" in names and names["images"].is_dir() and (path / "pairs.txt").is_file():
         return "lfw"
+    if any(n.startswith("fairface_label_") and n.endswith(".csv") for n in names):
+        return "fairface"
+    if CELEBA_IDENTITY_FILE.lower() in names:
+        return "celeba"
+    if asian_celebrities_root(path) is not None:
+        return "asian-celebrities"
+    if looks_like_utkface(path):
+        return "utkface"
     if any(p.is_dir() and not p.name.startswith(".") for p in names.values()):
         return "folders"
     if find_images(path, recursive=False):
@@ -135,7 +170,8 @@ def open_dataset(
     path: str | os.PathLike[str], layout: str = "auto", *, split: str = "train"
 ) -> FaceDataset:
     """Load ``path`` with ``layout`` (one of ``LAYOUTS``; ``"auto"`` uses ``detect_layout``).
-    ``split`` is used by FACECOM only (Task_B identities with Task_A genders)."""
+    ``split`` is used by FACECOM (Task_B identities with Task_A genders) and by a FairFace
+    folder (``fairface_label_<split>.csv``; FACECOM's default "train" is FairFace's too)."""
     if layout not in LAYOUTS:
         raise UnknownNameError("dataset layout", layout, LAYOUTS)
     if layout == "auto":
@@ -144,6 +180,14 @@ def open_dataset(
         return load_facecom(path, split=split)
     if layout == "lfw":
         return load_lfw(path)
+    if layout == "fairface":
+        return load_fairface(path, split=split)
+    if layout == "utkface":
+        return load_utkface(path)
+    if layout == "celeba":
+        return load_celeba_identities(path)
+    if layout == "asian-celebrities":
+        return load_asian_celebrities(path)
     if layout == "folders":
         return load_person_folders(path)
     if layout == "manifest":

@@ -8,7 +8,7 @@ Gender convention, used by every loader and by the gender loss: ``"male"`` is la
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,17 +76,23 @@ def parse_gender(value: object, *, source: str = "") -> str | None:
 
 @dataclass(frozen=True)
 class FaceRecord:
-    """One image: where it is, whose face it is, the gender if known, and the distortion tag
-    (``None`` for an original image)."""
+    """One image: where it is, whose face it is, the gender if known, the distortion tag
+    (``None`` for an original image) and group labels for evaluation and balanced sampling
+    (``{"ethnicity": "Black", "age_band": "20-29"}``; stored as sorted pairs so records stay
+    hashable). siamface never predicts a group label other than gender."""
 
     path: Path
     person_id: str
     gender: str | None = None
     distortion: str | None = None
+    groups: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, Path):
             object.__setattr__(self, "path", Path(self.path))
+        if isinstance(self.groups, Mapping):
+            object.__setattr__(self, "groups", tuple(sorted(
+                (str(k), str(v)) for k, v in self.groups.items() if v is not None)))
         if self.gender not in (None, *GENDERS):
             raise DatasetError(
                 f"FaceRecord gender must be one of {GENDERS} or None, got {self.gender!r} "
@@ -94,6 +100,10 @@ class FaceRecord:
             )
         if not self.person_id:
             raise DatasetError(f"FaceRecord for {self.path} has an empty person_id")
+
+    def group(self, column: str) -> str | None:
+        """This record's value of group ``column`` (None when it has none)."""
+        return dict(self.groups).get(column)
 
     @property
     def gender_label(self) -> int:
@@ -168,6 +178,14 @@ class FaceDataset(Sequence[FaceRecord]):
             else:
                 result[person] = "female" if votes["female"] >= votes["male"] else "male"
         return result
+
+    def group_columns(self) -> list[str]:
+        """Group columns that at least one record carries, sorted."""
+        return sorted({k for r in self.records for k, _ in r.groups})
+
+    def group_labels(self, column: str) -> list[str | None]:
+        """Per-record values of group ``column`` (None where a record has none)."""
+        return [r.group(column) for r in self.records]
 
     # --- gender --------------------------------------------------------------------------
     def gender_labels(self) -> np.ndarray:

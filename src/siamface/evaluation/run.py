@@ -51,11 +51,18 @@ class EvaluationOptions:
     workers: int = 1  # processes detecting and embedding faces (see embed_paths)
 
 
-def pair_distances(embedded: EmbeddedImages, pairs: PairSet) -> np.ndarray:
-    """Euclidean distance per pair; ``inf`` (never a match: no verdict) where a face is absent."""
-    d = np.linalg.norm(embedded.embeddings[pairs.a] - embedded.embeddings[pairs.b], axis=1)
-    d[~(embedded.has_face[pairs.a] & embedded.has_face[pairs.b])] = np.inf
-    return d.astype(np.float64)
+def pair_distances(embedded: EmbeddedImages, pairs: PairSet, regions=None,
+                   reference: float | None = None) -> np.ndarray:
+    """Euclidean distance per pair; ``inf`` (never a match: no verdict) where a face is absent.
+    With ``regions`` (:class:`~siamface.regions.RegionThresholds`) the distances are
+    normalised so that ``d <= reference`` is each pair's own region threshold."""
+    ea, eb = embedded.embeddings[pairs.a], embedded.embeddings[pairs.b]
+    d = np.linalg.norm(ea - eb, axis=1).astype(np.float64)
+    present = embedded.has_face[pairs.a] & embedded.has_face[pairs.b]
+    if regions is not None and present.any():
+        d[present] = regions.normalise(d[present], ea[present], eb[present], reference)
+    d[~present] = np.inf
+    return d
 
 
 def _clean(value: Any) -> Any:
@@ -203,7 +210,9 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
     options = options or EvaluationOptions()
     started = time.perf_counter()
     threshold = service.threshold if options.threshold is None else float(options.threshold)
-    source = service.info.threshold_source if options.threshold is None else "user"
+    source = service.threshold_source_text() if options.threshold is None else "user"
+    # region thresholds: distances normalised to the global threshold (a user's replaces them)
+    regions = service.regions if options.threshold is None else None
     images = ImageIndex()
     base = dataset_pairs(dataset, images, pairs=pairs, folds=folds, n_pairs=options.n_pairs,
                          seed=options.seed)
@@ -218,7 +227,7 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
     embedded = embed_paths(service, images.paths, cache_dir=options.cache_dir,
                            use_cache=options.use_cache, progress=options.progress,
                            workers=options.workers)
-    d = pair_distances(embedded, base)
+    d = pair_distances(embedded, base, regions, threshold)
     classes = tuple(service.gender_classes)
     figures = verification_figures(d, base, threshold, n_boot=options.bootstrap,
                                    seed=options.seed)
@@ -228,7 +237,11 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
         "model": _model_description(service),
         "data": {**(data_description or {}), **_data_counts(dataset, base, embedded, pairs)},
         "threshold": {"value": threshold, "source": source,
-                      "calibration": service.info.calibration or None},
+                      "calibration": service.info.calibration or None,
+                      "regions": None if regions is None else {
+                          "regions": regions.n_regions, "fmr": regions.fmr,
+                          "source": regions.source,
+                          "distances": "normalised: d * threshold / the pair's threshold"}},
         "verification": figures,
         "bootstrap": {"samples": options.bootstrap, "level": 0.95, "unit": "person",
                       "seed": options.seed},
@@ -243,7 +256,7 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
                          if service.gender_available else None)
     all_pairs, all_d = base, d
     if extra is not None:
-        d_extra = pair_distances(embedded, extra)
+        d_extra = pair_distances(embedded, extra, regions, threshold)
         both = PairSet.concat([base, extra])
         all_pairs, all_d = both, np.concatenate([d, d_extra])
         metrics["distortions"] = _kind_table(all_d, both, embedded, threshold,
@@ -258,7 +271,7 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
     metrics["groups"] = {
         column: _group_report(embedded, group_set, options.groups[column], dataset, images,
                               truth, threshold, classes, service.gender_available,
-                              options.bootstrap, options.seed)
+                              options.bootstrap, options.seed, regions)
         for column, group_set in groups.items()} or None
     samples = _samples(embedded, all_pairs, all_d, threshold, options.samples, options.seed,
                        options.errors_first, classes)
@@ -273,8 +286,8 @@ def evaluate(service, dataset: FaceDataset, *, pairs: list[IndexPair] | None = N
 def _group_report(embedded: EmbeddedImages, pairs: PairSet, labels: list[str | None],
                   dataset: FaceDataset, images: ImageIndex, truth: np.ndarray,
                   threshold: float, classes: tuple[str, str], gender: bool, n_boot: int,
-                  seed: int) -> dict[str, Any]:
-    d = pair_distances(embedded, pairs)
+                  seed: int, regions=None) -> dict[str, Any]:
+    d = pair_distances(embedded, pairs, regions, threshold)
     report = M.group_error_rates(d, pairs.same, pairs.kind.astype(str), threshold)
     for value, row in report["groups"].items():
         _rate_intervals(row, d, pairs, pairs.kind == value, threshold, n_boot, seed)

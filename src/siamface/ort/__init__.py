@@ -137,6 +137,7 @@ class OnnxFaceService(FaceService):
         spec = manifest["model"]
         self.model = _ExportedModel(spec["embedding_dim"], spec["backbone"])
         self.info = info
+        self.regions = info.region_thresholds()
         self.pipeline = pipeline
         self.flip = bool(flip)
         self.device = "cpu"

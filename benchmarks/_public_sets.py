@@ -1,0 +1,64 @@
+"""The public face sets the fairness benchmarks and the training script read: where they are
+(flags, else ``$SIAMFACE_DATA/<name>``), loaded as datasets, and embedded once through the
+evaluation's crop and embedding caches.
+
+    $SIAMFACE_DATA/fairface/   fairface_label_{train,val}.csv + fair_face/{train,val}/
+    $SIAMFACE_DATA/utkface/    UTKFace images (any depth)
+    $SIAMFACE_DATA/asian/      faces_data/{chinese,japanese,korean}/
+    $SIAMFACE_DATA/celeba/     identity_CelebA.txt + Celeb/
+
+Extract them from their repositories (see the README's "Fairness" section); nothing here
+downloads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CACHE = REPO / ".cache" / "faces"
+SETS = ("fairface", "utkface", "asian", "celeba")
+
+
+def data_root() -> Path | None:
+    value = os.environ.get("SIAMFACE_DATA")
+    return Path(value).expanduser() if value else None
+
+
+def resolve(name: str, given: Path | None) -> Path | None:
+    """The folder of set ``name``: ``given``, else ``$SIAMFACE_DATA/<name>`` if it exists."""
+    if given is not None:
+        return given
+    root = data_root()
+    if root is not None and (root / name).exists():
+        return root / name
+    return None
+
+
+def load(name: str, path: Path, split: str = "val"):
+    from siamface.data import (
+        load_asian_celebrities,
+        load_celeba_identities,
+        load_fairface,
+        load_utkface,
+    )
+
+    if name == "fairface":
+        return load_fairface(path, split=split)
+    if name == "utkface":
+        return load_utkface(path)
+    if name == "asian":
+        return load_asian_celebrities(path)
+    if name == "celeba":
+        return load_celeba_identities(path)
+    raise ValueError(f"unknown set {name!r}; known: {', '.join(SETS)}")
+
+
+def embed(service, dataset, *, cache: Path = DEFAULT_CACHE, workers: int = 2, desc: str = ""):
+    """Embeddings of every record of ``dataset`` (rows without a face are NaN)."""
+    from siamface.evaluation.embeddings import embed_paths
+
+    return embed_paths(service, [r.path for r in dataset], cache_dir=cache, workers=workers,
+                       progress=sys.stderr.isatty(), desc=desc or dataset.name)

@@ -1,0 +1,100 @@
+"""Region thresholds: the fit against a slow reference loop, the pair lookup, and a checkpoint
+that carries them (saves, loads, verifies; a user threshold replaces them)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import siamface
+from siamface import examples
+from siamface.checkpoint import read_checkpoint_info, with_threshold
+from siamface.regions import RegionThresholds, fit_region_thresholds
+from siamface.service import default_model_path
+
+
+def _clusters(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    spreads = (0.3, 1.0, 2.0)  # one tight region, two looser ones
+    return np.concatenate([c + s * rng.standard_normal((60, 2)) for c, s in zip(centres, spreads)]
+                          ).astype(np.float32)
+
+
+def test_fit_matches_a_slow_reference_loop():
+    e = _clusters()
+    fitted = fit_region_thresholds(e, fmr=0.05, n_regions=3, min_members=10)
+    labels = fitted.regions(e)
+    for a, b in itertools.combinations_with_replacement(range(3), 2):
+        distances = [float(np.linalg.norm(e[i] - e[j]))
+                     for i in range(len(e)) for j in range(len(e))
+                     if (i < j if a == b else True) and labels[i] == a and labels[j] == b]
+        assert fitted.thresholds[a, b] == pytest.approx(np.quantile(distances, 0.05), rel=1e-5)
+        assert fitted.thresholds[b, a] == fitted.thresholds[a, b]
+    # the tight region is held to a tighter threshold than the loose ones
+    tight = labels[0]
+    assert fitted.thresholds[tight, tight] < 0.5 * np.median(np.diag(fitted.thresholds))
+    # the pair lookup equals one nearest-centroid loop per face
+    for i, j in [(0, 1), (5, 70), (100, 170)]:
+        ka = int(np.argmin([np.linalg.norm(e[i] - c) for c in fitted.centroids]))
+        kb = int(np.argmin([np.linalg.norm(e[j] - c) for c in fitted.centroids]))
+        assert fitted.pair_threshold(e[i], e[j]) == pytest.approx(fitted.thresholds[ka, kb])
+
+
+def test_every_region_admits_the_same_share_of_impostors():
+    e = _clusters(1)
+    fitted = fit_region_thresholds(e, fmr=0.05, n_regions=3, min_members=10)
+    labels = fitted.regions(e)
+    for k in range(3):
+        rows = np.flatnonzero(labels == k)
+        i, j = np.triu_indices(rows.size, 1)
+        d = np.linalg.norm(e[rows[i]] - e[rows[j]], axis=1)
+        t = fitted.pair_thresholds(e[rows[i]], e[rows[j]])
+        assert np.mean(d <= t) == pytest.approx(0.05, abs=0.01)
+
+
+def test_same_person_pairs_are_not_impostors():
+    e = _clusters()
+    persons = np.arange(len(e)) // 2  # pairs of rows are one person
+    with_ids = fit_region_thresholds(e, fmr=0.05, n_regions=3, min_members=10, person_ids=persons)
+    assert with_ids.members == fit_region_thresholds(e, fmr=0.05, n_regions=3,
+                                                     min_members=10).members
+
+
+def test_round_trip_and_malformed():
+    fitted = fit_region_thresholds(_clusters(), fmr=0.05, n_regions=3, min_members=10,
+                                   source="three blobs")
+    back = RegionThresholds.from_dict(fitted.to_dict())
+    assert np.allclose(back.thresholds, fitted.thresholds, atol=1e-6)
+    assert back.source == "three blobs" and back.overall == pytest.approx(fitted.overall)
+    with pytest.raises(ValueError, match="malformed region thresholds"):
+        RegionThresholds.from_dict({"centroids": [[0, 0]], "fmr": 0.1})
+
+
+def test_a_checkpoint_with_region_thresholds_saves_loads_and_verifies(tmp_path):
+    default = default_model_path()
+    old = siamface.load(default)
+    assert old.regions is None and read_checkpoint_info(default).regions is None  # old loads
+    dim = old.embedding_dim
+    rng = np.random.default_rng(0)
+    centroids = rng.standard_normal((2, dim)).astype(np.float32)
+    regions = RegionThresholds(centroids, np.array([[0.2, 0.3], [0.3, 0.9]]), 0.01, 0.5, "test")
+    out = tmp_path / "regions.safetensors"
+    with_threshold(default, out, threshold=0.5, threshold_source="test regions",
+                   calibration={"method": "region"}, regions=regions.to_dict())
+    service = siamface.load(out)
+    assert service.regions is not None and service.regions.n_regions == 2
+    a, b = service.faces([examples.path("kofi_annan_1"), examples.path("kofi_annan_2")])
+    expected = regions.pair_threshold(a.embedding, b.embedding)
+    result = service.compare(a, b)
+    assert result.threshold == pytest.approx(expected)
+    assert result.is_match == (result.distance <= expected)
+    assert "region thresholds (2 regions" in result.threshold_source
+    user = service.compare(a, b, threshold=0.6)
+    assert (user.threshold, user.threshold_source) == (0.6, "user")
+    # a plain recalibration replaces them with one global threshold
+    plain = tmp_path / "plain.safetensors"
+    with_threshold(out, plain, threshold=0.6, threshold_source="youden", calibration={})
+    assert siamface.load(plain).regions is None
