@@ -42,7 +42,7 @@ def _fairface(root: Path, rows: list[str], split: str = "val") -> Path:
 def test_age_bands_follow_fairface():
     assert [age_band(a) for a in (0, 2, 3, 9, 10, 19, 20, 45, 69, 70, 116)] == [
         "0-2", "0-2", "3-9", "3-9", "10-19", "10-19", "20-29", "40-49", "60-69", "70+", "70+"]
-    assert set(age_band(a) for a in range(120)) == set(AGE_BANDS)
+    assert {age_band(a) for a in range(120)} == set(AGE_BANDS)
 
 
 def test_record_groups_are_hashable_and_sorted():
