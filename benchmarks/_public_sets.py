@@ -7,7 +7,7 @@ evaluation's crop and embedding caches.
     $SIAMFACE_DATA/asian/      faces_data/{chinese,japanese,korean}/
     $SIAMFACE_DATA/celeba/     identity_CelebA.txt + Celeb/
 
-Extract them from their repositories (see the README's "Fairness" section); nothing here
+Extract them from their repositories (README, "Fairness across populations"); nothing here
 downloads.
 """
 
