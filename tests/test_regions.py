@@ -98,3 +98,24 @@ def test_a_checkpoint_with_region_thresholds_saves_loads_and_verifies(tmp_path):
     plain = tmp_path / "plain.safetensors"
     with_threshold(out, plain, threshold=0.6, threshold_source="youden", calibration={})
     assert siamface.load(plain).regions is None
+
+
+def test_evaluation_distances_are_normalised_to_each_pairs_threshold():
+    from types import SimpleNamespace
+
+    from siamface.evaluation.pairs import PairSet
+    from siamface.evaluation.run import pair_distances
+
+    e = _clusters()
+    fitted = fit_region_thresholds(e, fmr=0.05, n_regions=3, min_members=10)
+    has_face = np.ones(len(e), bool)
+    has_face[3] = False
+    embedded = SimpleNamespace(embeddings=e, has_face=has_face)
+    a, b = np.array([0, 1, 70, 3]), np.array([100, 2, 150, 4])
+    pairs = PairSet(a, b, np.zeros(4, bool), np.array(["none"] * 4), a)
+    raw = pair_distances(embedded, pairs)
+    normalised = pair_distances(embedded, pairs, fitted, 0.7)
+    t = fitted.pair_thresholds(e[a], e[b])
+    assert np.allclose(normalised[:3], raw[:3] * 0.7 / t[:3])
+    assert ((normalised[:3] <= 0.7) == (raw[:3] <= t[:3])).all()
+    assert np.isinf(normalised[3]) and np.isinf(raw[3])  # an absent face: no verdict
