@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import siamface
+from conftest import TEST_CACHE
 from siamface import examples
 from siamface.checkpoint import read_checkpoint_info, with_threshold
 from siamface.regions import RegionThresholds, fit_region_thresholds
@@ -119,3 +120,27 @@ def test_evaluation_distances_are_normalised_to_each_pairs_threshold():
     assert np.allclose(normalised[:3], raw[:3] * 0.7 / t[:3])
     assert ((normalised[:3] <= 0.7) == (raw[:3] <= t[:3])).all()
     assert np.isinf(normalised[3]) and np.isinf(raw[3])  # an absent face: no verdict
+
+
+def test_calibrate_method_region_on_lfw_people(tmp_path, lfw_dir, capsys):
+    from siamface.cli.main import main
+
+    people = sorted(p for p in (lfw_dir / "images").iterdir()
+                    if len(list(p.glob("*.jpg"))) >= 3)[:40]
+    data = tmp_path / "data"
+    for person in people:
+        (data / person.name).mkdir(parents=True)
+        for image in sorted(person.glob("*.jpg"))[:4]:
+            (data / person.name / image.name).symlink_to(image)
+    out = tmp_path / "region.safetensors"
+    assert main(["calibrate", "--data", str(data), "--method", "region", "--far", "0.01",
+                 "--out", str(out), "--cache", str(TEST_CACHE / "regions"),
+                 "--no-progress"]) == 0
+    assert "with region" in capsys.readouterr().out
+    info = read_checkpoint_info(out)
+    assert info.calibration["method"] == "region" and info.regions is not None
+    service = siamface.load(out)
+    regions = service.regions
+    assert sum(regions.members) > 0.9 * sum(1 for _ in data.rglob("*.jpg"))
+    assert regions.fmr == 0.01 and info.threshold == pytest.approx(regions.overall)
+    assert info.threshold_source.startswith("region (")

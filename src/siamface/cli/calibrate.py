@@ -27,11 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="choose the verification threshold on a dataset",
                        description=__doc__)
     add_data_arguments(p)
-    p.add_argument("--method", choices=THRESHOLD_METHODS, default="youden",
+    p.add_argument("--method", choices=(*THRESHOLD_METHODS, "region"), default="youden",
                    help="youden: max TPR-FPR; accuracy: max accuracy; far: the loosest "
-                        "threshold whose false-accept rate is at most --far (default: youden)")
+                        "threshold whose false-accept rate is at most --far; region: "
+                        "thresholds per region of the embedding space, each admitting --far of "
+                        "its impostors (fitted on every image; default: youden)")
     p.add_argument("--far", type=_far, default=1e-3,
-                   help="target false-accept rate for --method far (default: 1e-3)")
+                   help="target false-accept rate for --method far / region (default: 1e-3)")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="the calibrated checkpoint to write (.safetensors)")
     add_model_arguments(p)

@@ -18,6 +18,7 @@ from siamface.evaluation.embeddings import embed_paths
 from siamface.evaluation.pairs import ImageIndex, dataset_pairs, distorted_pairs
 from siamface.evaluation.run import EvaluationOptions, pair_distances
 from siamface.metrics import ThresholdCalibrator, error_rates
+from siamface.regions import DEFAULT_REGIONS, MIN_MEMBERS, RegionThresholds, fit_region_thresholds
 
 __all__ = ["Calibration", "calibrate", "save_calibrated"]
 
@@ -26,15 +27,18 @@ __all__ = ["Calibration", "calibrate", "save_calibrated"]
 class Calibration:
     """A fitted calibrator and what it was fitted on (``record`` goes into the checkpoint)."""
 
-    calibrator: ThresholdCalibrator
+    calibrator: ThresholdCalibrator | None  # None for the region method
     previous: float
     previous_source: str
     before: dict[str, Any]  # error rates on the calibration pairs at the previous threshold
     after: dict[str, Any]  # ... and at the new one
     record: dict[str, Any]
+    regions: RegionThresholds | None = None
 
     @property
     def threshold(self) -> float:
+        if self.regions is not None:
+            return float(self.regions.overall)
         return float(self.calibrator.threshold_)
 
 
@@ -46,7 +50,11 @@ def calibrate(service, dataset: FaceDataset, *, method: str = "youden", far: flo
     """Fit a :class:`ThresholdCalibrator` on ``dataset``'s pairs (protocol ``pairs`` or
     generated ones). With ``options.distorted`` it is fitted on the distorted pairs only (each
     pair's second image replaced by its copy, every kind pooled): the conditions the
-    threshold is meant for. Pairs without a verdict (a face absent) are left out."""
+    threshold is meant for. Pairs without a verdict (a face absent) are left out.
+
+    ``method="region"`` fits region thresholds (:mod:`siamface.regions`) at false-match rate
+    ``far`` on every image of ``dataset`` (impostors: pairs of different people), and reports
+    the pairs' error rates before and at them."""
     options = options or EvaluationOptions()
     images = ImageIndex()
     chosen = base = dataset_pairs(dataset, images, pairs=pairs, folds=folds,
@@ -68,10 +76,21 @@ def calibrate(service, dataset: FaceDataset, *, method: str = "youden", far: flo
         raise DatasetError(
             f"{dataset.name}: calibration needs genuine and impostor pairs with a face in both "
             f"images; got {int(same.sum())} genuine and {int((~same).sum())} impostor")
-    calibrator = ThresholdCalibrator(method=method, far=far).fit(d, same)
+    regions = None
+    if method == "region":
+        regions = _fit_regions(service, dataset, far, options, data_description)
+        calibrator = None
+        scored_rows = chosen.subset(scored)
+        d_after = regions.normalise(d, embedded.embeddings[scored_rows.a],
+                                    embedded.embeddings[scored_rows.b], regions.overall)
+        after = error_rates(d_after, same, regions.overall)
+    else:
+        calibrator = ThresholdCalibrator(method=method, far=far).fit(d, same)
+        after = error_rates(d, same, calibrator.threshold_)
     record = {
         "method": method,
-        **({"far": far} if method == "far" else {}),
+        **({"far": far} if method in ("far", "region") else {}),
+        **({"regions": regions.n_regions} if regions is not None else {}),
         "data": data_description or {"description": dataset.name},
         "pairs": int(same.size),
         "genuine": int(same.sum()),
@@ -86,26 +105,47 @@ def calibrate(service, dataset: FaceDataset, *, method: str = "youden", far: flo
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return Calibration(calibrator, service.threshold, service.info.threshold_source,
-                       error_rates(d, same, service.threshold),
-                       error_rates(d, same, calibrator.threshold_), record)
+                       error_rates(d, same, service.threshold), after, record, regions)
+
+
+def _fit_regions(service, dataset: FaceDataset, far: float, options: EvaluationOptions,
+                 data_description: dict[str, Any] | None) -> RegionThresholds:
+    embedded = embed_paths(service, [r.path for r in dataset], cache_dir=options.cache_dir,
+                           use_cache=options.use_cache, progress=options.progress,
+                           workers=options.workers)
+    rows = np.flatnonzero(embedded.has_face)
+    n_regions = max(1, min(DEFAULT_REGIONS, rows.size // (2 * MIN_MEMBERS)))
+    where = (data_description or {}).get("description") or dataset.name
+    try:
+        return fit_region_thresholds(embedded.embeddings[rows], fmr=far, n_regions=n_regions,
+                                     person_ids=[dataset[i].person_id for i in rows],
+                                     source=f"{rows.size} faces of {where}",
+                                     seed=options.seed)
+    except ValueError as exc:
+        raise DatasetError(f"{dataset.name}: cannot fit region thresholds ({exc})") from exc
 
 
 def source_text(calibration: Calibration) -> str:
     """How the threshold was chosen, in a few words (the checkpoint's threshold source)."""
     rec = calibration.record
-    how = f"far {rec['far']:g}" if rec["method"] == "far" else rec["method"]
+    how = (f"far {rec['far']:g}" if rec["method"] == "far" else
+           f"region ({rec['regions']} regions, FMR {rec['far']:g})" if rec["method"] == "region"
+           else rec["method"])
     where = rec["data"].get("description") or rec["data"].get("path") or "user data"
     kinds = f", distorted: {', '.join(rec['distorted']['kinds'])}" if rec["distorted"] else ""
+    if calibration.regions is not None:
+        return f"{how} fitted on {calibration.regions.source}{kinds}"
     return f"{how} on {rec['pairs']} pairs of {where}{kinds}"
 
 
 def save_calibrated(service, calibration: Calibration, out: str | os.PathLike
                     ) -> CheckpointInfo:
     """Write a checkpoint copy of ``service``'s model with the calibrated threshold."""
+    regions = None if calibration.regions is None else calibration.regions.to_dict()
     if service.model_path is not None:
         return with_threshold(service.model_path, out, threshold=calibration.threshold,
                               threshold_source=source_text(calibration),
-                              calibration=calibration.record)
+                              calibration=calibration.record, regions=regions)
     info = save_checkpoint(out, service.model, threshold=calibration.threshold,
                            threshold_source=source_text(calibration), gender_trained=False,
                            preprocessing={"crop": service.pipeline.crop_mode,
@@ -113,4 +153,4 @@ def save_calibrated(service, calibration: Calibration, out: str | os.PathLike
                                           "flip_average": bool(service.flip)})
     return with_threshold(out, out, threshold=info.threshold,
                           threshold_source=info.threshold_source,
-                          calibration=calibration.record)
+                          calibration=calibration.record, regions=regions)
