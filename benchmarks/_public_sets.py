@@ -37,23 +37,17 @@ def resolve(name: str, given: Path | None) -> Path | None:
     return None
 
 
-def load(name: str, path: Path, split: str = "val"):
-    from siamface.data import (
-        load_asian_celebrities,
-        load_celeba_identities,
-        load_fairface,
-        load_utkface,
-    )
+LAYOUTS = {"fairface": "fairface", "utkface": "utkface", "asian": "asian-celebrities",
+           "celeba": "celeba"}
 
-    if name == "fairface":
-        return load_fairface(path, split=split)
-    if name == "utkface":
-        return load_utkface(path)
-    if name == "asian":
-        return load_asian_celebrities(path)
-    if name == "celeba":
-        return load_celeba_identities(path)
-    raise ValueError(f"unknown set {name!r}; known: {', '.join(SETS)}")
+
+def load(name: str, path: Path, split: str = "val"):
+    """Set ``name`` (one of :data:`SETS`) from ``path`` (FairFace: ``split``'s CSV)."""
+    from siamface.data import open_dataset
+
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown set {name!r}; known: {', '.join(SETS)}")
+    return open_dataset(path, LAYOUTS[name], split=split)
 
 
 def embed(service, dataset, *, cache: Path = DEFAULT_CACHE, workers: int = 2, desc: str = ""):
