@@ -149,3 +149,18 @@ def test_asian_celebrities_person_is_the_name_before_the_number(tmp_path):
     assert data.group_labels("nationality").count("korean") == 2
     with pytest.raises(DatasetError, match="no chinese/japanese/korean folders"):
         load_asian_celebrities(tmp_path / "faces_data" / "korean")
+
+
+def test_evaluation_groups_come_from_the_records(tmp_path):
+    from siamface.evaluation.data import open_evaluation_data
+
+    csv = _fairface(tmp_path, ["val/1.jpg,20-29,Male,White,FALSE",
+                               "val/2.jpg,3-9,Female,Black,TRUE"])
+    with open_evaluation_data(csv, groups=["ethnicity", "age_band"]) as data:
+        assert data.groups["ethnicity"] == ["White", "Black"]
+        assert data.groups["age_band"] == ["20-29", "3-9"]
+        assert data.groups["gender"] == ["male", "female"]
+    with pytest.raises(DatasetError, match="no such group; its groups: gender, distortion, "
+                                           "age_band, ethnicity"), \
+            open_evaluation_data(csv, groups=["hair"]):
+        pass

@@ -57,11 +57,19 @@ def test_every_region_admits_the_same_share_of_impostors():
 
 
 def test_same_person_pairs_are_not_impostors():
-    e = _clusters()
-    persons = np.arange(len(e)) // 2  # pairs of rows are one person
+    base = _clusters()
+    e = np.concatenate([base, base + 1e-3])  # every face twice: row i and row i + n, one person
+    persons = np.tile(np.arange(len(base)), 2)
     with_ids = fit_region_thresholds(e, fmr=0.05, n_regions=3, min_members=10, person_ids=persons)
-    assert with_ids.members == fit_region_thresholds(e, fmr=0.05, n_regions=3,
-                                                     min_members=10).members
+    without = fit_region_thresholds(e, fmr=0.05, n_regions=3, min_members=10)
+    labels = with_ids.regions(e)
+    k = labels[0]
+    rows = np.flatnonzero(labels == k)
+    impostors = [float(np.linalg.norm(e[i] - e[j])) for x, i in enumerate(rows)
+                 for j in rows[x + 1:] if persons[i] != persons[j]]
+    assert with_ids.thresholds[k, k] == pytest.approx(np.quantile(impostors, 0.05), rel=1e-5)
+    # counted as impostors, the near-zero same-person distances pull the threshold down
+    assert without.thresholds[k, k] < with_ids.thresholds[k, k]
 
 
 def test_round_trip_and_malformed():

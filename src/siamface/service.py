@@ -494,8 +494,8 @@ class FaceService:
             status = ("no_face_both" if not (a.has_face or b.has_face)
                       else "no_face_a" if not a.has_face else "no_face_b")
             return VerifyResult(None, None, t, source, a, b, status)
-        if threshold is None and self.regions is not None:
-            t = self.regions.pair_threshold(a.embedding, b.embedding)
+        if threshold is None:
+            t = float(self.pair_thresholds(a.embedding, b.embedding)[0])
         distance = float(np.linalg.norm(a.embedding - b.embedding))
         match = distance <= t
         return VerifyResult(match, distance, t, source, a, b, "match" if match else "no_match")

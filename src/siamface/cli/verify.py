@@ -221,7 +221,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     if listed.pairs:
         service = load_service(args)
         threshold = service.threshold if args.threshold is None else float(args.threshold)
-        source = service.info.threshold_source if args.threshold is None else "user"
+        source = service.threshold_source_text() if args.threshold is None else "user"
         threshold_note = f" at threshold {threshold:.4f} ({source})"
         scorer = _PairScorer(service, args.threshold)
         batches = (scorer.add(pair) for pair in listed.pairs)

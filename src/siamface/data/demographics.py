@@ -22,7 +22,7 @@ from pathlib import Path
 from siamface.data.folders import _read_csv
 from siamface.data.records import FaceDataset, FaceRecord, parse_gender
 from siamface.errors import DatasetError
-from siamface.io import find_images
+from siamface.io import IMAGE_EXTENSIONS, find_images
 
 __all__ = [
     "AGE_BANDS",
@@ -69,9 +69,21 @@ def _normalise_band(value: str, source: str) -> str:
     return band
 
 
+def _first_image_names(root: Path, n: int) -> list[str]:
+    """Names of up to ``n`` images under ``root``, stopping there (no walk of a whole tree)."""
+    names: list[str] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        names += [f for f in sorted(files)
+                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+        if len(names) >= n:
+            break
+    return names[:n]
+
+
 def looks_like_utkface(root: Path, sample: int = 20) -> bool:
     """Whether the first images under ``root`` are named as UTKFace names them."""
-    names = [p.name for p in find_images(root, recursive=True)[:sample]]
+    names = _first_image_names(root, sample)
     return bool(names) and all(_UTK_NAME.match(n) for n in names)
 
 

@@ -63,6 +63,8 @@ def calibrate(service, dataset: FaceDataset, *, method: str = "youden", far: flo
         chosen, _ = distorted_pairs(dataset, base, images, Path(options.distorted),
                                     Path(data_root or ""))
     used = np.unique(np.concatenate([chosen.a, chosen.b]))  # not the clean copies replaced
+    if method == "region":  # fitted on every image of the dataset: embed them all at once
+        used = np.union1d(used, [images.add(r.path) for r in dataset])
     embedded = embed_paths(service, [images.paths[r] for r in used],
                            cache_dir=options.cache_dir, use_cache=options.use_cache,
                            progress=options.progress, workers=options.workers)
@@ -78,7 +80,8 @@ def calibrate(service, dataset: FaceDataset, *, method: str = "youden", far: flo
             f"images; got {int(same.sum())} genuine and {int((~same).sum())} impostor")
     regions = None
     if method == "region":
-        regions = _fit_regions(service, dataset, far, options, data_description)
+        rows = position[[images.row(r.path) for r in dataset]]
+        regions = _fit_regions(embedded, rows, dataset, far, options.seed, data_description)
         calibrator = None
         scored_rows = chosen.subset(scored)
         d_after = regions.normalise(d, embedded.embeddings[scored_rows.a],
@@ -108,19 +111,18 @@ def calibrate(service, dataset: FaceDataset, *, method: str = "youden", far: flo
                        error_rates(d, same, service.threshold), after, record, regions)
 
 
-def _fit_regions(service, dataset: FaceDataset, far: float, options: EvaluationOptions,
+def _fit_regions(embedded, rows: np.ndarray, dataset: FaceDataset, far: float, seed: int,
                  data_description: dict[str, Any] | None) -> RegionThresholds:
-    embedded = embed_paths(service, [r.path for r in dataset], cache_dir=options.cache_dir,
-                           use_cache=options.use_cache, progress=options.progress,
-                           workers=options.workers)
-    rows = np.flatnonzero(embedded.has_face)
-    n_regions = max(1, min(DEFAULT_REGIONS, rows.size // (2 * MIN_MEMBERS)))
+    """Region thresholds on the faces of ``dataset`` (its records' ``rows`` of ``embedded``)."""
+    face = embedded.has_face[rows]
+    n_faces = int(face.sum())
+    n_regions = max(1, min(DEFAULT_REGIONS, n_faces // (2 * MIN_MEMBERS)))
     where = (data_description or {}).get("description") or dataset.name
+    persons = [r.person_id for r, keep in zip(dataset, face) if keep]
     try:
-        return fit_region_thresholds(embedded.embeddings[rows], fmr=far, n_regions=n_regions,
-                                     person_ids=[dataset[i].person_id for i in rows],
-                                     source=f"{rows.size} faces of {where}",
-                                     seed=options.seed)
+        return fit_region_thresholds(embedded.embeddings[rows[face]], fmr=far,
+                                     n_regions=n_regions, person_ids=persons,
+                                     source=f"{n_faces} faces of {where}", seed=seed)
     except ValueError as exc:
         raise DatasetError(f"{dataset.name}: cannot fit region thresholds ({exc})") from exc
 

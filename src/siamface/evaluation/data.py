@@ -93,8 +93,8 @@ def read_group_columns(manifest: Path, dataset: FaceDataset, columns: list[str]
 
 
 def _groups(data: EvaluationData, source: Path, columns: list[str]) -> None:
-    """Gender always (where known); ``distortion`` from the records; other columns from the
-    manifest."""
+    """Gender always (where known); ``distortion`` and the groups the records carry (FairFace,
+    UTKFace, ...) from the records; other columns from the manifest."""
     genders = [r.gender for r in data.dataset]
     if any(g is not None for g in genders):
         data.groups["gender"] = genders
@@ -105,14 +105,17 @@ def _groups(data: EvaluationData, source: Path, columns: list[str]) -> None:
                 raise DatasetError(f"{source} has no gender labels to group by")
         elif column.lower() == "distortion":
             data.groups["distortion"] = [r.distortion or "none" for r in data.dataset]
+        elif column in data.dataset.group_columns():
+            data.groups[column] = data.dataset.group_labels(column)
         else:
             manifest_columns.append(column)
     if manifest_columns:
         if data.layout != "manifest":
             raise DatasetError(
-                f"--groups {' '.join(manifest_columns)}: group columns other than gender and "
-                "distortion come from a CSV manifest (--data FILE.csv), not a "
-                f"{data.layout} folder")
+                f"--groups {' '.join(manifest_columns)}: this {data.layout} dataset has no such "
+                "group; its groups: "
+                f"{', '.join(['gender', 'distortion', *data.dataset.group_columns()])} (other "
+                "columns come from a CSV manifest, --data FILE.csv)")
         data.groups.update(read_group_columns(source, data.dataset, manifest_columns))
 
 
