@@ -56,3 +56,31 @@ def embed(service, dataset, *, cache: Path = DEFAULT_CACHE, workers: int = 2, de
 
     return embed_paths(service, [r.path for r in dataset], cache_dir=cache, workers=workers,
                        progress=sys.stderr.isatty(), desc=desc or dataset.name)
+
+
+def _bucket(key: str) -> float:
+    """A stable number in [0, 1) for ``key`` (the same on every machine and run)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
+def held_out(dataset, fraction: float, *, by: str):
+    """(training part, held-out part) of ``dataset``: a record is held out when the hash of
+    its person id (``by="person"``) or file name (``by="file"``) falls below ``fraction``.
+    The benchmarks evaluate on the held-out part; the training script never reads it."""
+    if by not in ("person", "file"):
+        raise ValueError(f"by must be 'person' or 'file', got {by!r}")
+
+    def out(record) -> bool:
+        return _bucket(record.person_id if by == "person" else Path(record.path).name) < fraction
+
+    return (dataset.filter(lambda r: not out(r), name=f"{dataset.name} (training part)"),
+            dataset.filter(out, name=f"{dataset.name} (held out)"))
+
+
+# What the fairness benchmark evaluates on and the training script keeps out of training and
+# calibration: half of the Asian celebrities' people, a fifth of UTKFace's files (FairFace val
+# is kept out whole).
+ASIAN_HELD_OUT = 0.5
+UTKFACE_HELD_OUT = 0.2
