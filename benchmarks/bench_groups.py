@@ -210,7 +210,7 @@ def asian_report(service, root: Path, args) -> dict:
 
 
 def lfw_report(service, root: Path, args) -> dict:
-    from siamface.data.lfw import read_view2
+    from siamface.data.lfw import read_lfw_genders, read_view2
     from siamface.evaluation.embeddings import embed_paths
 
     pairs = read_view2(root)
@@ -228,9 +228,18 @@ def lfw_report(service, root: Path, args) -> dict:
     r["fnmr"] = float(np.mean(~(ok & (pair_distances(emb, i, j) <= operating_thresholds(
         service, emb, i, j)))[same]))
     r["pairs_without_face"] = int((~ok).sum())
+    genders = read_lfw_genders(root)
+    labels = np.array([{"male": 0, "female": 1}.get(genders.get(Path(p).stem), -1)
+                       for p in paths])
+    usable = embedded.has_face & (labels >= 0)
+    hit = (embedded.gender_prob >= 0.5).astype(int) == labels
+    for g, k in (("male", 0), ("female", 1)):
+        m = usable & (labels == k)
+        r[f"gender_accuracy_{g}"] = float(hit[m].mean())
     print(f"\nLFW View 2: {len(pairs):,} pairs ({r['pairs_without_face']} without a face): at "
           f"the operating point FNMR {pct(r['fnmr'], 2)}, FMR {pct(r['fmr'], 2)}; "
-          f"EER {pct(r['eer'], 2)}")
+          f"EER {pct(r['eer'], 2)}; gender accuracy over its {len(paths):,} images: men "
+          f"{pct(r['gender_accuracy_male'])}, women {pct(r['gender_accuracy_female'])}")
     return r
 
 

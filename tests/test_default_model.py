@@ -29,6 +29,13 @@ def test_default_model_ships_inside_the_package():
     assert info.head.gender_classes == ("male", "female")
     assert info.preprocessing["flip_average"] is True  # its threshold assumes flip averaging
     assert load().flip is True
+    # retrained for diverse faces by scripts/train_fair_default.py: the metadata names the
+    # base model and the data, and what was kept out
+    training = info.training
+    assert training["recipe"] == "fair-default-1" and len(training["base"]["sha256"]) == 64
+    assert any("UTKFace" in d for d in training["gender"]["data"])
+    assert any("FairFace train" in d for d in training["gender"]["data"])
+    assert "FairFace val" in training["held_out"]
 
 
 def _expected_gender(model, face):
