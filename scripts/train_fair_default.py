@@ -37,7 +37,6 @@ retrained is refused (retrain from train_default.py's output).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -75,14 +74,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--cache", type=Path, default=sets.DEFAULT_CACHE)
     return p.parse_args(argv)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def gender_rows(name: str, dataset, embedded) -> dict:
@@ -158,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import siamface
+    from siamface.backbones.weights import sha256_file
     from siamface.checkpoint import (
         load_checkpoint,
         read_checkpoint_info,
@@ -230,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {n: {"images": len(data[n]), "faces": int(emb[n].has_face.sum())} for n in data}
     training = {
         "recipe": RECIPE,
-        "base": {"sha256": sha256(args.base), "training": info.training},
+        "base": {"sha256": sha256_file(args.base), "training": info.training},
         "gender": {"data": ["LFW (every labelled image)", "UTKFace training part (4/5)",
                             f"FairFace train ({args.fairface_fraction:g}, file-name hash)"], "balance": "each (set, ethnicity, gender) cell "
                    "weighs the same", **gender_fit, "faces": len(rows["y"])},
