@@ -30,7 +30,8 @@ Never read: FairFace val, UTKFace's held-out fifth and the Asian held-out half (
 benchmarks/bench_groups.py measures). LFW serves the gender head only, as it did for the base.
 
 The base model's tensors are copied unchanged except the gender head; the checkpoint's metadata
-names the base (its sha256), the data and the counts. A base that this script already
+keeps the base's training config (how the verification layers were trained) and adds the base's
+sha256, the gender data, the counts and what was kept out. A base that this script already
 retrained is refused (retrain from train_default.py's output).
 """
 
@@ -221,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         linear.bias.fill_(bias)
     counts = {n: {"images": len(data[n]), "faces": int(emb[n].has_face.sum())} for n in data}
     training = {
+        **info.training,  # the base's config: how the verification layers were trained
         "recipe": RECIPE,
-        "base": {"sha256": sha256_file(args.base), "training": info.training},
+        "base": {"sha256": sha256_file(args.base)},
         "gender": {"data": ["LFW (every labelled image)", "UTKFace training part (4/5)",
                             f"FairFace train ({args.fairface_fraction:g}, file-name hash)"], "balance": "each (set, ethnicity, gender) cell "
                    "weighs the same", **gender_fit, "faces": len(rows["y"])},

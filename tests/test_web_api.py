@@ -287,6 +287,7 @@ def test_models_lists_the_default_with_its_threshold(client, web_service):
     assert model["threshold_source"] == web_service.info.threshold_source
     assert model["gender_trained"] is True and "val_accuracy" in model["metrics"]
     assert model["training"]["data"]["layout"] == "lfw"
+    assert "FairFace train" in model["training"]["data"]["gender data"]  # the gender head's
 
 
 def test_version_and_health(client):

@@ -365,6 +365,9 @@ def describe_model(name: str, path: Path | None, info, *, default: bool = False)
         if isinstance(s, dict) and s.get("enabled"):
             stages[stage] = {k: s.get(k) for k in ("epochs", "unlocked_groups", "lr")}
     loss = config.get("loss") if isinstance(config.get("loss"), dict) else {}
+    gender = training.get("gender") if isinstance(training.get("gender"), dict) else {}
+    if isinstance(gender.get("data"), list):  # a gender head retrained on other data
+        summary["gender data"] = "; ".join(str(d) for d in gender["data"])
     return {
         "name": name,
         "path": None if path is None else str(path),
