@@ -58,7 +58,7 @@ def embed(service, dataset, *, cache: Path = DEFAULT_CACHE, workers: int = 2, de
                        progress=sys.stderr.isatty(), desc=desc or dataset.name)
 
 
-def _bucket(key: str) -> float:
+def stable_fraction(key: str) -> float:
     """A stable number in [0, 1) for ``key`` (the same on every machine and run)."""
     import hashlib
 
@@ -73,7 +73,7 @@ def held_out(dataset, fraction: float, *, by: str):
         raise ValueError(f"by must be 'person' or 'file', got {by!r}")
 
     def out(record) -> bool:
-        return _bucket(record.person_id if by == "person" else Path(record.path).name) < fraction
+        return stable_fraction(record.person_id if by == "person" else Path(record.path).name) < fraction
 
     return (dataset.filter(lambda r: not out(r), name=f"{dataset.name} (training part)"),
             dataset.filter(out, name=f"{dataset.name} (held out)"))

@@ -130,7 +130,7 @@ def cell_accuracy(x, y, cells, coef, bias) -> dict[str, float]:
 
 def train_gender(rows: dict) -> tuple[np.ndarray, float, dict]:
     val = np.array([c.startswith("fairface/") for c in rows["cell"]]) & np.array(
-        [sets._bucket("validation:" + f) < INTERNAL_VAL for f in rows["file"]])
+        [sets.stable_fraction("validation:" + f) < INTERNAL_VAL for f in rows["file"]])
     tr = ~val
     w = cell_weights(rows["cell"][tr])
     scores = {}
