@@ -64,20 +64,11 @@ def all_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, k=1)
 
 
-def pair_distances(emb: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    out = np.empty(len(i), np.float64)
-    for s in range(0, len(i), 500_000):  # bounded memory for large groups
-        a, b = emb[i[s:s + 500_000]], emb[j[s:s + 500_000]]
-        out[s:s + 500_000] = np.linalg.norm(a - b, axis=1)
-    return out
-
-
-def operating_thresholds(service, emb: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    out = np.empty(len(i), np.float64)
-    for s in range(0, len(i), 500_000):
-        out[s:s + 500_000] = service.pair_thresholds(emb[i[s:s + 500_000]],
-                                                     emb[j[s:s + 500_000]])
-    return out
+def distances_and_thresholds(service, emb: np.ndarray, i: np.ndarray, j: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's distance and its threshold at the model's operating point."""
+    return (np.linalg.norm(emb[i] - emb[j], axis=1).astype(np.float64),
+            service.pair_thresholds(emb[i], emb[j]))
 
 
 def gender_hits(embedded, dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -99,10 +90,11 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 def gender_table(title: str, dataset, embedded, column: str, order) -> dict:
     usable, hit = gender_hits(embedded, dataset)
     values = np.array([r.group(column) or "" for r in dataset])
+    genders = np.array([r.gender or "" for r in dataset])
     rows, out = [], {}
     for value in order:
         for gender in ("female", "male"):
-            m = (values == value) & np.array([r.gender == gender for r in dataset])
+            m = (values == value) & (genders == gender)
             n, found = int(m.sum()), int((m & usable).sum())
             if n == 0:
                 continue
@@ -136,8 +128,7 @@ def fairface_report(service, root: Path, args) -> dict:
             faces = members[embedded.has_face[members]]
             i, j = all_pairs(len(faces))
             emb = embedded.embeddings[faces]
-            d = pair_distances(emb, i, j)
-            t = operating_thresholds(service, emb, i, j)
+            d, t = distances_and_thresholds(service, emb, i, j)
             fmr = float(np.mean(d <= t)) if len(d) else float("nan")
             t1 = float(np.quantile(d, GROUP_FMR)) if len(d) else float("nan")
             acc = float(hit[members].sum() / max(usable[members].sum(), 1))
@@ -180,17 +171,20 @@ def utkface_report(service, root: Path, args) -> dict:
 
 
 def verification_rows(service, emb: np.ndarray, i: np.ndarray, j: np.ndarray,
-                      same: np.ndarray) -> dict:
+                      same: np.ndarray, present: np.ndarray | None = None) -> dict:
+    """FNMR and FMR at the operating point and the EER; a pair whose ``present`` is False has
+    no verdict (a rejection) and is left out of the EER."""
     from siamface.metrics import eer
 
-    d = pair_distances(emb, i, j)
-    t = operating_thresholds(service, emb, i, j)
-    accept = d <= t
+    d, t = distances_and_thresholds(service, emb, i, j)
+    present = np.ones(len(d), bool) if present is None else present
+    accept = (d <= t) & present
     out = {"genuine_pairs": int(same.sum()), "impostor_pairs": int((~same).sum()),
-           "fnmr": float(np.mean(~accept[same])), "fmr": float(np.mean(accept[~same]))}
+           "fnmr": float(np.mean(~accept[same])), "fmr": float(np.mean(accept[~same])),
+           "pairs_without_face": int((~present).sum())}
     if service.regions is not None:
         d = d * (service.threshold / t)  # the pair's own threshold maps to the global one
-    out.update({"eer": eer(d, same)["eer"]})
+    out["eer"] = eer(d[present], same[present])["eer"]
     return out
 
 
@@ -221,13 +215,8 @@ def lfw_report(service, root: Path, args) -> dict:
     i = np.array([index[str(pair.paths(root)[0])] for pair in pairs])
     j = np.array([index[str(pair.paths(root)[1])] for pair in pairs])
     same = np.array([pair.same for pair in pairs])
-    ok = embedded.has_face[i] & embedded.has_face[j]
-    emb = np.nan_to_num(embedded.embeddings)
-    r = verification_rows(service, emb, i, j, same)
-    # a pair with an absent face has no verdict: a rejection
-    r["fnmr"] = float(np.mean(~(ok & (pair_distances(emb, i, j) <= operating_thresholds(
-        service, emb, i, j)))[same]))
-    r["pairs_without_face"] = int((~ok).sum())
+    present = embedded.has_face[i] & embedded.has_face[j]
+    r = verification_rows(service, np.nan_to_num(embedded.embeddings), i, j, same, present)
     genders = read_lfw_genders(root)
     labels = np.array([{"male": 0, "female": 1}.get(genders.get(Path(p).stem), -1)
                        for p in paths])

@@ -100,27 +100,13 @@ def cell_weights(cells: np.ndarray) -> np.ndarray:
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float
                  ) -> tuple[np.ndarray, float]:
-    """Weighted L2-regularised logistic regression, full batch (L-BFGS)."""
-    import torch
+    """Weighted logistic regression minimising mean(w * log-loss) + l2 * |coef|^2 (the
+    intercept unpenalised): scikit-learn's, with C = 1 / (2 * l2 * n)."""
+    from sklearn.linear_model import LogisticRegression
 
-    xt = torch.as_tensor(x, dtype=torch.float64)
-    yt = torch.as_tensor(y, dtype=torch.float64)
-    wt = torch.as_tensor(w, dtype=torch.float64)
-    coef = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([coef, bias], max_iter=500, tolerance_grad=1e-9,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        logits = xt @ coef + bias
-        loss = (wt * torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, yt, reduction="none")).mean() + l2 * (coef * coef).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return coef.detach().numpy(), float(bias.detach())
+    fit = LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), max_iter=2000, tol=1e-8)
+    fit.fit(x.astype(np.float64), y, sample_weight=w)
+    return fit.coef_[0], float(fit.intercept_[0])
 
 
 def cell_accuracy(x, y, cells, coef, bias) -> dict[str, float]:

@@ -155,8 +155,7 @@ def fit_region_thresholds(embeddings: Any, *, fmr: float, n_regions: int = DEFAU
     rng = np.random.default_rng(seed)
     kmeans = KMeans(n_clusters=n_regions, n_init=4, random_state=seed).fit(e)
     centroids = kmeans.cluster_centers_.astype(np.float32)
-    labels = RegionThresholds(centroids, np.ones((n_regions, n_regions)), fmr, 1.0, ""
-                              ).regions(e)
+    labels = kmeans.labels_  # each face's nearest centroid
     members = [np.flatnonzero(labels == k) for k in range(n_regions)]
     everyone = np.arange(e.shape[0])
     global_t = _impostor_quantile(e, *_cell_pairs(everyone, everyone, True, rng, max_pairs),
