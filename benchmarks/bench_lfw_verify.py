@@ -6,6 +6,8 @@ training), standard 10-fold protocol: the threshold is chosen on 9 folds, applie
                                                                     # on LFW: not held out)
     .venv/bin/python benchmarks/bench_lfw_verify.py --select largest --backbone dlib-resnet
     .venv/bin/python benchmarks/bench_lfw_verify.py --distort all      # robustness table
+    .venv/bin/python benchmarks/bench_lfw_verify.py --backbone dlib-resnet --distort all \
+        --severity 4 --retries none                                 # strong, no retries
 
 With --distort, the second image of every pair is distorted (siamface.augment.distort, seeded by
 the image's path) and the protocol is run again for each distortion kind separately.
@@ -46,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--distort", default=None,
                    help="a distortion kind, a comma-separated list, or 'all'")
+    p.add_argument("--severity", type=int, default=None,
+                   help="the distortions' severity, 1-5 (default: 3, siamface distort's)")
+    p.add_argument("--retries", nargs="+", default=None,
+                   help="detection retries by name, or 'none' (default: the library's)")
     return p.parse_args(argv)
 
 
@@ -89,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     from siamface.metrics import kfold_verification, roc_auc
     from siamface.service import load
 
+    retries = None if args.retries is None else [r for r in args.retries if r != "none"]
     service = load(args.model, backbone=args.backbone, crop=args.crop, select=args.select,
-                   fallback_policy=args.fallback_policy)
+                   fallback_policy=args.fallback_policy, retries=retries)
     layout = service.info.training.get("config", {}).get("data", {}).get("layout")
     if layout == "lfw":
         print("warning: this model was trained on LFW, so these are not held-out figures; "
@@ -153,7 +160,7 @@ def distorted_figures(args, service, pairs, plain, flipped, absent, index, same,
     """The protocol again with the second image of each pair distorted, per kind."""
     import zlib
 
-    from siamface.augment import DISTORTIONS, distort
+    from siamface.augment import DEFAULT_SEVERITY, DISTORTIONS, distort
     from siamface.io import load_image
     from siamface.metrics import kfold_verification
 
@@ -162,13 +169,15 @@ def distorted_figures(args, service, pairs, plain, flipped, absent, index, same,
     seconds = sorted({p.paths(args.lfw)[1] for p in pairs})
     where = {path: i for i, path in enumerate(seconds)}
     ib = np.array([where[p.paths(args.lfw)[1]] for p in pairs])
-    out = {}
-    print(f"\nsecond image of each pair distorted ({len(seconds)} images per kind)")
+    severity = DEFAULT_SEVERITY if args.severity is None else args.severity
+    out = {"severity": severity}
+    print(f"\nsecond image of each pair distorted at severity {severity} ({len(seconds)} "
+          f"images per kind)")
     print(f"{'distortion':12s} {'plain':>16s} {'flip-avg':>16s} {'detected':>9s} "
           f"{'no verdict':>10s}")
     for kind in kinds:
-        images = [distort(load_image(path), kind, seed=zlib.crc32(str(path).encode()))
-                  for path in seconds]
+        images = [distort(load_image(path), kind, seed=zlib.crc32(str(path).encode()),
+                          severity=severity) for path in seconds]
         d_plain, d_flip, det, gone = embed_pairs(service, images, args.batch_size, desc=kind)
         no_verdict = absent[ia] | gone[ib]
         row = {"detection_rate": float(det.mean()), "no_verdict_pairs": int(no_verdict.sum())}

@@ -154,6 +154,43 @@ def test_a_changed_setting_never_reuses_cached_entries(tmp_path):
     assert not np.allclose(unflipped.embeddings, first.embeddings)
 
 
+
+def test_a_recalibrated_copy_reuses_the_embeddings_and_other_weights_do_not(tmp_path):
+    """A new threshold (``siamface calibrate``'s output) changes the file but not one
+    embedding: the cache serves it. A changed tensor, or a changed head setting, does not."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from siamface.checkpoint import with_threshold
+    from siamface.evaluation.embeddings import embed_paths
+    from siamface.service import default_model_path, load
+
+    cache = tmp_path / "cache"
+    paths = [examples.path(n) for n in examples.names()]
+    shipped = load()
+    first = embed_paths(shipped, paths, cache_dir=cache, progress=False)
+    copy = tmp_path / "calibrated.safetensors"
+    with_threshold(default_model_path(), copy, threshold=0.5, threshold_source="test",
+                   calibration={"method": "youden"})
+    calibrated = load(copy)
+    assert calibrated.model_id != shipped.model_id
+    assert calibrated.embedding_id == shipped.embedding_id
+    again = embed_paths(calibrated, paths, cache_dir=cache, progress=False)
+    assert again.computed == 0 and np.array_equal(again.embeddings, first.embeddings)
+
+    tensors = load_file(str(copy))
+    with safe_open(str(copy), framework="numpy") as handle:
+        metadata = handle.metadata()
+    tensors["gender_head.1.bias"] = tensors["gender_head.1.bias"] + np.float32(1.0)
+    changed = tmp_path / "changed.safetensors"
+    save_file(tensors, str(changed), metadata=metadata)
+    retrained = load(changed)
+    assert retrained.embedding_id != shipped.embedding_id
+    other = embed_paths(retrained, paths, cache_dir=cache, progress=False)
+    assert other.computed == 4
+    assert np.array_equal(other.embeddings, first.embeddings)
+    assert not np.allclose(other.gender_prob, first.gender_prob)
+
 def test_worker_processes_detect_and_embed_the_same(tmp_path, monkeypatch, service):
     """Two spawned processes (detection in each, then embedding with one torch thread each)
     give the rows one process gives, in the same order, up to float rounding."""

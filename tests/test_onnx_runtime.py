@@ -101,6 +101,8 @@ def test_no_face_and_fallback_use_the_onnx_presence_check(onnx_service, torch_se
 def test_service_identity_and_limits(onnx_service, torch_service):
     sha = onnx_service.manifest["files"]["model"]["sha256"]
     assert onnx_service.model_id == f"{torch_service.model_id}:runtime=onnx:{sha[:16]}"
+    assert onnx_service.embedding_id == (f"{torch_service.embedding_id}:runtime=onnx:"
+                                         f"{sha[:16]}")
     assert onnx_service.gender_available and onnx_service.flip is True
     assert onnx_service.pipeline.params()["detector"]["name"] == "OnnxMTCNN"
     assert "onnx runtime" in onnx_service.describe()

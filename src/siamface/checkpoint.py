@@ -8,9 +8,11 @@ layer groups that training unlocked, so a checkpoint of trained heads is a few k
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +30,12 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "CheckpointInfo",
+    "embedding_digest",
     "load_checkpoint",
     "read_checkpoint_info",
     "save_checkpoint",
     "stored_tensor_names",
+    "tensor_digest",
     "with_threshold",
 ]
 
@@ -233,6 +237,37 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{source}: checkpoint metadata is not valid JSON ({exc})") from exc
     return _parse_info(meta, source)
+
+
+# Metadata that does not change what the network computes: a copy that differs only here
+# (``with_threshold``, a retrained history) embeds every face the same.
+_NOT_EMBEDDING_METADATA = ("threshold", "training", "metrics")
+
+
+def tensor_digest(path: str | os.PathLike) -> str:
+    """sha256 of a safetensors file's tensors (names, dtypes, shapes and bytes) without its
+    metadata: two files with the same digest hold the same weights."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            size = struct.unpack("<Q", fh.read(8))[0]
+            header = json.loads(fh.read(size))
+            header.pop("__metadata__", None)
+            digest.update(json.dumps(header, sort_keys=True).encode())
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, struct.error, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
+    return digest.hexdigest()
+
+
+def embedding_digest(path: str | os.PathLike, info: CheckpointInfo) -> str:
+    """What fixes a checkpoint's embeddings and gender logits: its tensors
+    (:func:`tensor_digest`) and its metadata less the threshold, training record and
+    metrics. A :func:`with_threshold` copy shares it with its source."""
+    meta = {k: v for k, v in info.to_json().items() if k not in _NOT_EMBEDDING_METADATA}
+    blob = json.dumps({"tensors": tensor_digest(path), "meta": meta}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def load_checkpoint(

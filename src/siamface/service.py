@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from siamface.checkpoint import CheckpointInfo, load_checkpoint
+from siamface.checkpoint import CheckpointInfo, embedding_digest, load_checkpoint
 from siamface.errors import CheckpointError, ConfigError, ImageDecodeError, NoFaceError
 from siamface.io import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
 
@@ -185,6 +185,7 @@ class FaceService:
         self.batch_size = batch_size
         self.model_path = None if model_path is None else Path(model_path)
         self._model_id: str | None = None
+        self._embedding_id: str | None = None
         self._model_lock = threading.Lock()
         if callable(model) and not _is_module(model):
             self._model, self._build_model = None, model
@@ -333,6 +334,21 @@ class FaceService:
                 base = f"untrained:{self.info.backbone}:{self.info.backbone_sha256}"
             self._model_id = f"{base}:flip={int(self.flip)}"
         return self._model_id
+
+    @property
+    def embedding_id(self) -> str:
+        """What makes this service's embeddings and gender logits what they are: the
+        checkpoint's tensors and the metadata that shapes them (not its threshold, training
+        record or metrics: :func:`siamface.checkpoint.embedding_digest`) and the flip setting.
+        Keys the embedding cache, so a recalibrated copy of a model reuses its embeddings;
+        :attr:`model_id` names the file itself."""
+        if self._embedding_id is None:
+            if self.model_path is not None:
+                base = "embeddings:" + embedding_digest(self.model_path, self.info)
+            else:
+                base = f"untrained:{self.info.backbone}:{self.info.backbone_sha256}"
+            self._embedding_id = f"{base}:flip={int(self.flip)}"
+        return self._embedding_id
 
     def describe(self) -> str:
         """One line naming the model, for reports."""

@@ -2,9 +2,10 @@
 
 Faces go through the crop cache (:func:`siamface.cache.fill_cache`, keyed by file content and
 every preprocessing setting); embeddings and gender logits are kept in an embedding cache keyed
-by the same content hash, the face pipeline's parameters and :attr:`FaceService.model_id`
-(the checkpoint's sha256 and the flip setting), so a changed model or setting never reuses a
-stale entry. Layout::
+by the same content hash, the face pipeline's parameters and :attr:`FaceService.embedding_id`
+(the checkpoint's tensors and the metadata that shapes them, and the flip setting), so a
+changed model or setting never reuses a stale entry and a recalibrated copy (a new threshold,
+same weights) reuses them all. Layout::
 
     <root>/crops/<params hash>/...                  the crop cache
     <root>/embeddings/<model+params hash>/
@@ -157,7 +158,7 @@ def embed_paths(service, paths: Sequence[str | os.PathLike], *,
                             on_result=lambda _entry: bar.update(1))
         crops.close()
         entries = [crops.lookup(filled.keys[p]) if p in filled.keys else None for p in paths]
-        store = EmbeddingStore(root / "embeddings", service.model_id, params) if use_cache \
+        store = EmbeddingStore(root / "embeddings", service.embedding_id, params) if use_cache \
             else None
         out = _assemble(service, paths, entries, filled.unreadable, crops, store,
                         progress, desc, workers)

@@ -149,6 +149,7 @@ class OnnxFaceService(FaceService):
         self.runtime = runtime
         self.chip_size = int(spec["chip_size"])
         self._model_id: str | None = None
+        self._embedding_id: str | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, crop: str | None = None,
@@ -232,6 +233,15 @@ class OnnxFaceService(FaceService):
             self._model_id = (f"{super().model_id}:runtime={self.runtime}:"
                               f"{entry['sha256'][:16]}")
         return self._model_id
+
+    @property
+    def embedding_id(self) -> str:
+        """The torch service's embedding id, the runtime and the ONNX model file's sha256."""
+        if self._embedding_id is None:
+            entry = self.manifest["files"][ONNX_RUNTIMES[self.runtime]]
+            self._embedding_id = (f"{super().embedding_id}:runtime={self.runtime}:"
+                                  f"{entry['sha256'][:16]}")
+        return self._embedding_id
 
     def describe(self) -> str:
         return f"{super().describe()} [{self.runtime} runtime, {self.onnx_dir}]"
