@@ -1,11 +1,11 @@
 """``siamface calibrate`` earns its keep: a threshold chosen on distorted LFW DevTrain pairs
 lowers the error on the same distortions of DevTest (people disjoint from DevTrain) by more
 than the bootstrap 95% half-width, against the shipped threshold. Real images, real commands;
-the threshold is chosen on 1,000 DevTrain pairs (the first 500 matched and 500 mismatched; all
-2,200 gave the same DevTest error, 9.90%, in 6 more minutes) and tested on all 1,000 DevTest pairs; the
-second image of each pair is distorted twice and every image is detected once and embedded
-once (the calibrated copy reuses the shipped model's embeddings): about 6,800 detections,
-5-13 minutes on two cores (hence its own timeout)."""
+the threshold is chosen on 1,000 DevTrain pairs (the first 500 matched and 500
+mismatched; all 2,200 gave the same DevTest error, 9.90%, in 6 more minutes) and tested on
+all 1,000 DevTest pairs; the second image of each pair is distorted twice and every image is
+detected once and embedded once (the calibrated copy reuses the shipped model's embeddings):
+about 6,800 detections, 5-13 minutes on two cores (hence its own timeout)."""
 
 from __future__ import annotations
 
