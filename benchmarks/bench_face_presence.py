@@ -1,7 +1,7 @@
 """Calibrate the face-presence check of centre-crop fallbacks (siamface.detect.presence).
 
 When MTCNN finds no face, the face pipeline falls back to a centre crop; FacePresence scores
-that crop with MTCNN's O-Net so that a fallback on a non-face can be refused. This script
+that crop with MTCNN's networks so that a fallback on a non-face can be refused. This script
 measures, per scoring method:
 
 positives   LFW View 2 images (``--images``, sampled with ``--seed``) distorted with every
@@ -16,6 +16,10 @@ negatives   ``--non-faces`` images generated in code from ``--seed``: noise (uni
             scikit-learn ships (china.jpg, flower.jpg: whole, rescaled, random crops). Only
             those in which MTCNN finds no face are kept (the check only runs on fallbacks).
 
+``--sets FILE`` keeps the collected positives and negatives (an .npz): a later run with the same
+``--seed``, ``--images``, ``--strong-images`` and ``--non-faces`` scores them again without
+distorting and detecting (the slow part, about 30 minutes at the defaults on 2 cores).
+
 For each method it prints the pass rate of the positives and the rejection rate of the
 negatives at the cut-off, the cut-off range where both are >= ``--target``, and per-kind /
 per-family rates for the default method. ``--json FILE`` writes the figures.
@@ -23,6 +27,7 @@ per-family rates for the default method. ``--json FILE`` writes the figures.
 Usage (from the repository root; albumentations is needed for the distortions):
     PYTHONPATH=src .venv/bin/python benchmarks/bench_face_presence.py \\
         [--lfw ../shared/data/lfw] [--images 3000] [--strong-images 1000] [--non-faces 600]
+        [--sets presence-sets-seed0.npz]
 """
 
 from __future__ import annotations
@@ -56,17 +61,20 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LFW = REPO.parent / "shared" / "data" / "lfw"
 
 
-_RAW = {"contrast": False, "use_rnet": False}
+_RAW = {"contrast": False, "use_rnet": False, "use_pnet": False}
 _GRID9 = grid_windows((0.45,), (-0.08, 0.0, 0.08))
 _FIVE = [(0.45, 0.0, 0.0), (0.45, -0.08, -0.08), (0.45, 0.08, -0.08), (0.45, -0.08, 0.08),
          (0.45, 0.08, 0.08)]
+_NO_PNET = {"use_pnet": False}
 
 # Scoring methods compared (FacePresence arguments). "default" is the shipped one (side 0.45,
-# a 3x3 grid of shifts -0.08, 0, 0.08, contrast raised, O-Net + R-Net, mean logit); the other
-# rows are what it was chosen against. Windows are (side, dx, dy) fractions of the short
-# side; "raw" = no contrast step, O-Net only; "5" = the centre and its 4 diagonal neighbours.
+# a 3x3 grid of shifts -0.08, 0, 0.08, contrast raised, the mean logit of O-Net, R-Net and
+# P-Net); the other rows are what it was chosen against. Windows are (side, dx, dy) fractions
+# of the short side; "raw" = no contrast step, O-Net only; "5" = the centre and its 4 diagonal
+# neighbours; "+rnet" / "+pnet" = that network's vote averaged in.
 METHODS: dict[str, dict] = {
     "default": {},
+    "grid9+contrast+rnet": {**_NO_PNET},
     "raw center-0.8": {"windows": [(0.8, 0.0, 0.0)], **_RAW},
     "raw center-0.45": {"windows": [(0.45, 0.0, 0.0)], **_RAW},
     "raw max-sides-.4/.5/.6": {"windows": [(0.4, 0.0, 0.0), (0.5, 0.0, 0.0), (0.6, 0.0, 0.0)],
@@ -74,9 +82,9 @@ METHODS: dict[str, dict] = {
     "raw grid9-max": {"windows": _GRID9, "aggregate": "max", **_RAW},
     "raw grid9-mean": {"windows": _GRID9, **_RAW},
     "raw 5-mean": {"windows": _FIVE, **_RAW},
-    "5-mean+contrast": {"windows": _FIVE, "use_rnet": False},
-    "5-mean+rnet": {"windows": _FIVE, "contrast": False},
-    "5-mean+contrast+rnet": {"windows": _FIVE},
+    "5-mean+contrast": {"windows": _FIVE, "use_rnet": False, **_NO_PNET},
+    "5-mean+rnet": {"windows": _FIVE, "contrast": False, **_NO_PNET},
+    "5-mean+contrast+rnet": {"windows": _FIVE, **_NO_PNET},
 }
 
 
@@ -405,7 +413,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="clean LFW images timed one at a time with score() (default 200)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--sets", type=Path, default=None,
+                        help="an .npz of the collected sets: read when it exists (for the "
+                             "same seed and sizes), else written after collecting")
     return parser.parse_args(argv)
+
+
+_SET_ARGS = ("seed", "images", "strong_images", "non_faces")
+
+
+def save_sets(path: Path, args: argparse.Namespace, missed: dict[str, list[np.ndarray]],
+              tried: dict[str, int], kept_neg: list[tuple[str, np.ndarray]],
+              detected_neg: dict[str, int], generated: int) -> None:
+    """The collected sets as one .npz (written to a temporary name, then renamed)."""
+    arrays = {f"pos|{name}|{i}": im for name, ims in missed.items() for i, im in enumerate(ims)}
+    arrays.update({f"neg|{family}|{i}": im for i, (family, im) in enumerate(kept_neg)})
+    meta = {"args": {k: getattr(args, k) for k in _SET_ARGS}, "tried": tried,
+            "detected_neg": detected_neg, "negatives_generated": generated}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+    tmp.replace(path)
+
+
+def load_sets(path: Path, args: argparse.Namespace):
+    """(missed, tried, kept_neg, detected_neg, generated) as :func:`save_sets` wrote them;
+    refuses a file collected with other settings."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        want = {k: getattr(args, k) for k in _SET_ARGS}
+        if meta["args"] != want:
+            raise SystemExit(f"{path} holds sets for {meta['args']}, not {want}")
+        missed: dict[str, list[np.ndarray]] = {name: [] for name in meta["tried"]}
+        kept_neg: list[tuple[str, np.ndarray]] = []
+        keys = [k for k in data.files if k != "meta"]
+        for key in sorted(keys, key=lambda k: (k.split("|")[0], int(k.rsplit("|", 1)[1]))):
+            kind, name, _ = key.split("|")
+            if kind == "pos":
+                missed[name].append(data[key])
+            else:
+                kept_neg.append((name, data[key]))
+    return missed, meta["tried"], kept_neg, meta["detected_neg"], meta["negatives_generated"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,20 +473,31 @@ def main(argv: list[str] | None = None) -> int:
 
     paths = lfw_sample(args.lfw, args.images, args.seed)
     t0 = time.perf_counter()
-    missed, tried, clean = collect_positives(paths, detector, args.seed, args.strong_images,
-                                             args.batch, scorers)
-    t_pos = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    negatives = negative_images(args.non_faces, args.seed)
-    detected_neg: dict[str, int] = {}
-    kept_neg: list[tuple[str, np.ndarray]] = []
-    for family, image in tqdm(negatives, desc="non-faces", unit="img"):
-        if len(detector.detect(image)):
-            detected_neg[family] = detected_neg.get(family, 0) + 1
-        else:
-            kept_neg.append((family, image))
-    t_neg = time.perf_counter() - t0
+    if args.sets is not None and args.sets.is_file():
+        missed, tried, kept_neg, detected_neg, generated = load_sets(args.sets, args)
+        clean = {m: np.concatenate([scorer.score_many([load_image(p) for p in
+                                                       paths[i:i + 64]])
+                                    for i in range(0, len(paths), 64)])
+                 for m, scorer in scorers.items()}
+        print(f"sets read from {args.sets}")
+        t_pos, t_neg = time.perf_counter() - t0, 0.0
+    else:
+        missed, tried, clean = collect_positives(paths, detector, args.seed,
+                                                 args.strong_images, args.batch, scorers)
+        t_pos = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        negatives = negative_images(args.non_faces, args.seed)
+        generated = len(negatives)
+        detected_neg = {}
+        kept_neg = []
+        for family, image in tqdm(negatives, desc="non-faces", unit="img"):
+            if len(detector.detect(image)):
+                detected_neg[family] = detected_neg.get(family, 0) + 1
+            else:
+                kept_neg.append((family, image))
+        t_neg = time.perf_counter() - t0
+        if args.sets is not None:
+            save_sets(args.sets, args, missed, tried, kept_neg, detected_neg, generated)
 
     standard = list(DISTORTIONS)
     strong = [f"strong:{k}" for k in DISTORTIONS if f"strong:{k}" in tried]
@@ -447,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(strong). Positives = distorted images in which MTCNN finds no face:")
     for name in standard + strong:
         print(f"  {name:<22} missed {_pct(len(missed[name]), tried[name])}")
-    print(f"Non-faces: {len(negatives)} generated; MTCNN found a 'face' in "
+    print(f"Non-faces: {generated} generated; MTCNN found a 'face' in "
           f"{sum(detected_neg.values())} ({detected_neg or 'none'}); {len(kept_neg)} kept.")
 
     # Scores of every set, per method.
@@ -480,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         "default_cutoff": DEFAULT_CUTOFF,
         "missed": {n: len(missed[n]) for n in standard + strong},
         "tried": {n: tried[n] for n in standard + strong},
-        "negatives_generated": len(negatives),
+        "negatives_generated": generated,
         "negatives_detected_by_mtcnn": detected_neg,
         "negatives_kept": len(kept_neg),
         "methods": {},

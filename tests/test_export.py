@@ -148,7 +148,7 @@ def test_exported_presence_check_matches_torch(export_dir, lfw_paths):
     images = [load_image(p) for p in lfw_paths[:12]]
     images += [rng.integers(0, 256, (120, 90, 3), dtype=np.uint8), np.zeros((9, 9, 3), np.uint8)]
     nets = _nets(export_dir)
-    got = OnnxFacePresence(nets["rnet"], nets["onet"]).score_many(images)
+    got = OnnxFacePresence(nets["rnet"], nets["onet"], nets["pnet"]).score_many(images)
     want = FacePresence().score_many(images)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 

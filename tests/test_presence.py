@@ -122,3 +122,22 @@ def test_windows_stay_inside_the_fallback_square() -> None:
         top, left = (h - side) // 2, (w - side) // 2
         assert (boxes[:, 0] >= left - 1).all() and (boxes[:, 1] >= top - 1).all()
         assert (boxes[:, 2] <= left + side + 1).all() and (boxes[:, 3] <= top + side + 1).all()
+
+
+def test_the_three_networks_vote_equally_and_key_the_cache() -> None:
+    """Each window's logit is the mean of O-Net's, R-Net's and P-Net's; the pipeline's
+    parameters (the crop cache's key) say which networks voted."""
+    from siamface.faces import FacePipeline
+
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8),
+              np.full((90, 90, 3), 60, np.uint8)]
+    onet = FacePresence(use_rnet=False, use_pnet=False).window_logits(images)
+    rnet = 2 * FacePresence(use_pnet=False).window_logits(images) - onet
+    pnet = 2 * FacePresence(use_rnet=False).window_logits(images) - onet
+    np.testing.assert_allclose(FacePresence().window_logits(images), (onet + rnet + pnet) / 3,
+                               atol=1e-9)
+    assert not np.allclose(pnet, onet)
+    described = FacePipeline().params()["face_check"]
+    assert described["networks"] == ["onet", "rnet", "pnet"]
+    assert "face_check" not in FacePipeline(fallback_policy="never").params()

@@ -278,6 +278,8 @@ class FacePipeline:
         out["fallback_policy"] = self.fallback_policy
         if self.fallback_policy != "always":
             out["face_cutoff"] = self.face_cutoff
+        if self.fallback_policy != "never":  # the scores a fallback's face_score reports
+            out["face_check"] = self.presence.describe()
         return out
 
     def crop(self, image: Any) -> FaceCrop:

@@ -88,18 +88,21 @@ class OnnxMTCNN(Cascade):
 
 
 class OnnxFacePresence(FacePresence):
-    """:class:`~siamface.detect.presence.FacePresence` with R-Net and O-Net in ONNX Runtime
-    (``rnet``, ``onet``: sessions); the same windows, contrast and averaging."""
+    """:class:`~siamface.detect.presence.FacePresence` with its networks in ONNX Runtime
+    (``rnet``, ``onet``, ``pnet``: sessions); the same windows, contrast and averaging."""
 
-    def __init__(self, rnet: Any, onet: Any, **kwargs: Any) -> None:
+    def __init__(self, rnet: Any, onet: Any, pnet: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._rnet_session, self._onet_session = rnet, onet
+        self._rnet_session, self._onet_session, self._pnet_session = rnet, onet, pnet
 
     def run_onet(self, x: np.ndarray) -> np.ndarray:
         return _run(self._onet_session, x)[2] if len(x) else np.zeros(0, np.float32)
 
     def run_rnet(self, x: np.ndarray) -> np.ndarray:
         return _run(self._rnet_session, x)[1] if len(x) else np.zeros(0, np.float32)
+
+    def run_pnet(self, x: np.ndarray) -> np.ndarray:
+        return _run(self._pnet_session, x)[1].reshape(-1) if len(x) else np.zeros(0, np.float32)
 
 
 class _ExportedModel:
@@ -218,7 +221,7 @@ class OnnxFaceService(FaceService):
             fallback_policy=fallback_policy or DEFAULT_FALLBACK_POLICY,
             retries=retries,
             detector=OnnxMTCNN(nets["pnet"], nets["rnet"], nets["onet"], **settings),
-            presence=OnnxFacePresence(nets["rnet"], nets["onet"]),
+            presence=OnnxFacePresence(nets["rnet"], nets["onet"], nets["pnet"]),
         )
         return cls(session(paths[names[0]], threads), manifest, info, pipeline, flip=flip,
                    batch_size=batch_size, model_path=ckpt, onnx_dir=folder, runtime=runtime)
