@@ -12,8 +12,9 @@ Crop modes:
 Whatever the mode, an image in which no face is found gets the centre crop with
 ``detected=False`` and ``fallback="center-crop"``. Whether that crop is used as a face is the
 ``fallback_policy``'s call (no face, no verdict):
-    ``auto``    (default) only when a face-presence check (MTCNN's three networks on the crop's region,
-                ``siamface.detect.presence``) scores it at or above ``face_cutoff``; otherwise
+    ``auto``    (default) only when a face-presence check (MTCNN's three networks on the
+                crop's region, ``siamface.detect.presence``) scores it at or above
+                ``face_cutoff``; otherwise
                 the face is absent (``no_face`` says why). ``crop="center"`` chips are checked
                 the same way.
     ``always``  always, as for datasets of pre-cropped faces the detector may miss.

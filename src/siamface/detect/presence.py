@@ -2,7 +2,8 @@
 
 When MTCNN finds no face, :class:`siamface.faces.FacePipeline` falls back to the centred
 square of 80% of the short side. ``FacePresence().score(image)`` is the face probability of
-that region, from the three networks MTCNN already ships (:func:`siamface.detect.nets.load_networks`):
+that region, from the three networks MTCNN already ships
+(:func:`siamface.detect.nets.load_networks`):
 
 * windows: O-Net is a 48x48 classifier trained on tight face boxes, so the whole 80% square
   scores a centred LFW face near 0 (median 0.02); the windows are squares of ``side`` times
