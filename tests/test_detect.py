@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import lfw_image
-from siamface.detect import MTCNN, Detections
+from siamface.detect import MTCNN, Detections, cascade
 from siamface.detect.boxes import (
     crop_windows,
     integral_images,
@@ -273,6 +273,65 @@ def test_resample_crops_matches_area_interpolation_with_zero_padding():
             assert crop.shape[1:] == (y1 - y0, x1 - x0)
             want = F.interpolate(crop[None], size=(size, size), mode="area")[0]
             assert (got[k] - want).abs().max() < 1e-3, (k, size)
+
+
+def test_resample_crops_in_steps_equals_one_window_at_a_time():
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (90, 70, 3), dtype=np.uint8),
+              rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)]
+    table, meta = cascade.integral_images(images)
+    sizes = np.array([[90, 70], [64, 64]])
+    corner = rng.integers(-20, 60, (300, 2))
+    side = rng.integers(5, 80, (300, 1))
+    windows = np.concatenate([corner, corner + side], axis=1)
+    index = rng.integers(0, 2, 300)
+    for size in (24, 48):  # several steps of the chunked loop at both sizes
+        many = cascade.resample_crops(table, meta, index, windows, size, sizes, 127.5, 1 / 128)
+        assert many.shape == (300, 3, size, size)
+        for k in (0, 1, 68, 69, 150, 299):
+            one = cascade.resample_crops(table, meta, index[k:k + 1], windows[k:k + 1], size,
+                                         sizes, 127.5, 1 / 128)
+            assert np.array_equal(many[k:k + 1], one), (size, k)
+
+
+def test_summed_area_tables_are_exact_in_both_integer_widths():
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (3, 37, 53, 3), dtype=np.uint8)
+    want = np.zeros((3, 38, 54, 3), np.int64)
+    want[:, 1:, 1:] = images.astype(np.int64).cumsum(axis=1).cumsum(axis=2)
+    for dtype in (np.int32, np.int64):
+        got = cascade.stacked_integral(images, dtype)
+        assert got.dtype == dtype and np.array_equal(got, want)
+    mirrored = images[:, :, ::-1]  # a view that is not contiguous
+    want[:, 1:, 1:] = mirrored.astype(np.int64).cumsum(axis=1).cumsum(axis=2)
+    assert np.array_equal(cascade.stacked_integral(mirrored), want)
+
+
+def test_area_pool_matches_adaptive_average_pooling():
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (40, 61, 47, 3), dtype=np.uint8)
+    table = cascade.stacked_integral(images)
+    for height, width in ((40, 31), (13, 13), (61, 47)):  # several images per step, or one
+        got = cascade.area_pool(table, height, width, 127.5, 1 / 128)
+        assert got.shape == (40, 3, height, width)
+        want = F.adaptive_avg_pool2d(torch.from_numpy(images).permute(0, 3, 1, 2).double(),
+                                     (height, width)).numpy()
+        assert np.abs(got * 128 + 127.5 - want).max() < 1e-3, (height, width)
+
+
+def test_nms_with_groups_of_very_different_sizes():
+    gen = torch.Generator().manual_seed(6)
+    counts = [1, 2, 3, 7, 16, 40, 130]  # several size classes of the padded blocks
+    groups = torch.cat([torch.full((c,), g) for g, c in enumerate(counts)])
+    groups = groups[torch.randperm(len(groups), generator=gen)]
+    boxes = random_boxes(len(groups), gen)
+    scores = torch.rand(len(groups), generator=gen)
+    got = nms(boxes, scores, 0.4, groups=groups)
+    want = []
+    for g in range(len(counts)):
+        members = (groups == g).nonzero().flatten()
+        want += members[reference_nms(boxes[members], scores[members], 0.4)].tolist()
+    assert got.tolist() == want
 
 
 def test_crop_windows_follow_matlab_convention():
