@@ -24,7 +24,9 @@ import numpy as np
 from siamface.errors import ConfigError, ImageDecodeError
 
 __all__ = [
+    "CROPS_PER_CALL",
     "MEAN",
+    "PNET_PIXELS_PER_CALL",
     "SCALE",
     "Cascade",
     "Detections",
@@ -43,6 +45,11 @@ __all__ = [
 ]
 
 NmsMode = Literal["union", "min"]
+# Crops per R-Net / O-Net call and pixels per P-Net call, for runtimes that take a batch of
+# any size: small enough that activations stay in cache (one big call is slower than
+# several cache-sized ones on CPU, in torch and in ONNX Runtime alike).
+CROPS_PER_CALL = (128, 32)
+PNET_PIXELS_PER_CALL = 120_000
 MEAN = 127.5
 SCALE = 0.0078125  # 1 / 128
 

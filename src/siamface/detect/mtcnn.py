@@ -17,15 +17,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from siamface.detect.cascade import Cascade, Detections, pyramid_scales
+from siamface.detect.cascade import (
+    CROPS_PER_CALL,
+    PNET_PIXELS_PER_CALL,
+    Cascade,
+    Detections,
+    pyramid_scales,
+)
 from siamface.detect.nets import ONet, PNet, RNet, load_networks
 
 __all__ = ["MTCNN", "Detections", "pyramid_scales"]
-
-# Crops per R-Net / O-Net call and pixels per P-Net call: small enough that activations stay
-# in cache (one big call is slower than several cache-sized ones on CPU).
-_CROPS_PER_CALL = (128, 32)
-_PNET_PIXELS_PER_CALL = 120_000
 
 
 def _chunked(net: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], x: np.ndarray,
@@ -66,11 +67,11 @@ class MTCNN(Cascade):
         self.pnet, self.rnet, self.onet = load_networks()
 
     def run_pnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        per_call = max(1, _PNET_PIXELS_PER_CALL // (x.shape[2] * x.shape[3]))
+        per_call = max(1, PNET_PIXELS_PER_CALL // (x.shape[2] * x.shape[3]))
         return _chunked(self.pnet.logits, x, per_call)  # type: ignore[return-value]
 
     def run_rnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _chunked(self.rnet.logits, x, _CROPS_PER_CALL[0])  # type: ignore[return-value]
+        return _chunked(self.rnet.logits, x, CROPS_PER_CALL[0])  # type: ignore[return-value]
 
     def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _chunked(self.onet.logits, x, _CROPS_PER_CALL[1])  # type: ignore[return-value]
+        return _chunked(self.onet.logits, x, CROPS_PER_CALL[1])  # type: ignore[return-value]
