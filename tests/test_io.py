@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import time
 import tracemalloc
 import warnings
@@ -110,6 +112,33 @@ def test_unsupported_format(tmp_path):
     path = tmp_path / "icon.ico"
     Image.new("RGB", (16, 16), "red").save(path)
     assert_refused(path, "unsupported format ICO")
+
+
+def test_every_supported_format_decodes_in_a_new_process(tmp_path):
+    # A new process: Pillow registers only the plugins siamface imports, not all of them.
+    files = {}
+    for fmt, ext in (("JPEG", "jpg"), ("PNG", "png"), ("BMP", "bmp"), ("GIF", "gif"),
+                     ("TIFF", "tif"), ("WEBP", "webp"), ("PPM", "ppm")):
+        files[fmt] = tmp_path / f"x.{ext}"
+        Image.new("RGB", (12, 10), "blue").save(files[fmt], fmt)
+    (tmp_path / "icon.ico").write_bytes(b"")
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "icon.ico")
+    script = (
+        "import sys\n"
+        "from siamface.errors import ImageDecodeError\n"
+        "from siamface.io import load_image\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        print(path, load_image(path).shape)\n"
+        "    except ImageDecodeError as exc:\n"
+        "        print(path, 'refused:', exc.reason)\n"
+    )
+    paths = [str(p) for p in files.values()] + [str(tmp_path / "icon.ico")]
+    out = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    for line in out[:-1]:
+        assert line.endswith("(10, 12, 3)"), line
+    assert "unsupported format ICO" in out[-1]
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,10 @@ def session(path: str | os.PathLike, threads: int | None = None) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = int(threads)
+    # Idle pool threads sleep instead of spinning: between MTCNN's many small network calls
+    # the spinning threads took the cores from the numpy cascade (two images: 140 -> 85 ms);
+    # batched throughput is the same either way.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
