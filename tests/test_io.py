@@ -121,7 +121,6 @@ def test_every_supported_format_decodes_in_a_new_process(tmp_path):
                      ("TIFF", "tif"), ("WEBP", "webp"), ("PPM", "ppm")):
         files[fmt] = tmp_path / f"x.{ext}"
         Image.new("RGB", (12, 10), "blue").save(files[fmt], fmt)
-    (tmp_path / "icon.ico").write_bytes(b"")
     Image.new("RGB", (16, 16), "red").save(tmp_path / "icon.ico")
     script = (
         "import sys\n"

@@ -14,7 +14,7 @@ whose memory is channels-last (NHWC) unless made contiguous.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, overload
 
@@ -32,6 +32,7 @@ __all__ = [
     "Detections",
     "area_pool",
     "crop_windows",
+    "in_chunks",
     "integral_images",
     "nms",
     "pairwise_overlap",
@@ -52,6 +53,16 @@ CROPS_PER_CALL = (128, 32)
 PNET_PIXELS_PER_CALL = 120_000
 MEAN = 127.5
 SCALE = 0.0078125  # 1 / 128
+
+
+def in_chunks(run: Callable[[np.ndarray], Sequence[np.ndarray]], x: np.ndarray, chunk: int
+              ) -> tuple[np.ndarray, ...]:
+    """``run(x)`` (a network: numpy batch in, numpy outputs out) on at most ``chunk`` items
+    of ``x`` at a time, the outputs concatenated along the batch."""
+    if len(x) <= chunk:
+        return tuple(run(x))
+    parts = [run(x[i:i + chunk]) for i in range(0, len(x), chunk)]
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

@@ -22,25 +22,23 @@ from siamface.detect.cascade import (
     PNET_PIXELS_PER_CALL,
     Cascade,
     Detections,
+    in_chunks,
     pyramid_scales,
 )
 from siamface.detect.nets import ONet, PNet, RNet, load_networks
 
-__all__ = ["MTCNN", "Detections", "pyramid_scales"]
+__all__ = ["MTCNN", "Detections", "numpy_logits", "pyramid_scales"]
 
 
-def _chunked(net: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], x: np.ndarray,
-             chunk: int) -> tuple[np.ndarray, ...]:
-    """``net(x)`` in chunks of ``chunk`` along the batch (channels-last float32 tensors),
-    outputs concatenated as numpy arrays."""
-    t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        if t.shape[0] <= chunk:
-            out = net(t)
-        else:
-            parts = [net(t[i:i + chunk]) for i in range(0, t.shape[0], chunk)]
-            out = tuple(torch.cat(p) for p in zip(*parts, strict=True))
-    return tuple(o.numpy() for o in out)
+def numpy_logits(logits: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+                 ) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """A torch network's ``logits`` as a function of float32 numpy crops (channels-last
+    tensors inside, inference mode), for :func:`siamface.detect.cascade.in_chunks`."""
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return [o.numpy() for o in logits(t)]
+    return run
 
 
 class MTCNN(Cascade):
@@ -68,10 +66,10 @@ class MTCNN(Cascade):
 
     def run_pnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         per_call = max(1, PNET_PIXELS_PER_CALL // (x.shape[2] * x.shape[3]))
-        return _chunked(self.pnet.logits, x, per_call)  # type: ignore[return-value]
+        return in_chunks(numpy_logits(self.pnet.logits), x, per_call)  # type: ignore[return-value]
 
     def run_rnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _chunked(self.rnet.logits, x, CROPS_PER_CALL[0])  # type: ignore[return-value]
+        return in_chunks(numpy_logits(self.rnet.logits), x, CROPS_PER_CALL[0])  # type: ignore[return-value]
 
     def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _chunked(self.onet.logits, x, CROPS_PER_CALL[1])  # type: ignore[return-value]
+        return in_chunks(numpy_logits(self.onet.logits), x, CROPS_PER_CALL[1])  # type: ignore[return-value]

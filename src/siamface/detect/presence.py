@@ -47,16 +47,21 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from siamface.detect.cascade import integral_images, resample_crops, sigmoid
+from siamface.detect.cascade import (
+    CROPS_PER_CALL,
+    MEAN,
+    SCALE,
+    in_chunks,
+    integral_images,
+    resample_crops,
+    sigmoid,
+)
 
 if TYPE_CHECKING:
     from siamface.detect.nets import ONet, PNet, RNet
 
 __all__ = ["AGGREGATES", "DEFAULT_CUTOFF", "DEFAULT_WINDOWS", "FacePresence", "grid_windows"]
 
-_MEAN = 127.5
-_SCALE = 0.0078125  # 1 / 128, as MTCNN
-_CROPS_PER_CALL = 32  # O-Net batch, as MTCNN's: activations stay in cache on CPU
 _CROPS_PER_RESAMPLE = 512  # crops resampled at once (bounds memory for long lists)
 # A covered region longer than this (pixels) is shrunk first (INTER_AREA): the windows end up
 # 48 pixels a side anyway, and it bounds the cost of the integral image on huge photos.
@@ -92,16 +97,11 @@ def _check_image(image: object, index: int) -> np.ndarray:
     return image
 
 
-def _chunked(net: Any, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """A torch network's logits on float32 crops in chunks of ``_CROPS_PER_CALL``, numpy
-    outputs."""
-    import torch
+def _chunked(logits: Any, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A torch network's logits on float32 crops, O-Net's batch at a time, numpy outputs."""
+    from siamface.detect.mtcnn import numpy_logits
 
-    t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        parts = [net.logits(t[i:i + _CROPS_PER_CALL])
-                 for i in range(0, t.shape[0], _CROPS_PER_CALL)]
-        return tuple(torch.cat(p).numpy() for p in zip(*parts, strict=True))
+    return in_chunks(numpy_logits(logits), x, CROPS_PER_CALL[1])
 
 
 def _raise_contrast(x: np.ndarray) -> np.ndarray:
@@ -201,15 +201,15 @@ class FacePresence:
 
     def run_onet(self, x: np.ndarray) -> np.ndarray:
         """O-Net's face logit (N,) of float32 48x48 crops (N, 3, 48, 48)."""
-        return _chunked(self.onet, x)[2]
+        return _chunked(self.onet.logits, x)[2]
 
     def run_rnet(self, x: np.ndarray) -> np.ndarray:
         """R-Net's face logit (N,) of float32 24x24 crops (N, 3, 24, 24)."""
-        return _chunked(self.rnet, x)[1]
+        return _chunked(self.rnet.logits, x)[1]
 
     def run_pnet(self, x: np.ndarray) -> np.ndarray:
         """P-Net's face logit (N,) of float32 12x12 crops (N, 3, 12, 12) (one output cell)."""
-        return _chunked(self.pnet, x)[1].reshape(-1)
+        return _chunked(self.pnet.logits, x)[1].reshape(-1)
 
     def window_boxes(self, height: int, width: int) -> np.ndarray:
         """The windows of an image of that size: (K, 4) int64 x0, y0, x1, y1, half-open, in
@@ -251,7 +251,7 @@ class FacePresence:
         sizes = np.array([a.shape[:2] for a in arrays], dtype=np.int64)
         boxes = np.concatenate([r[1] for r in regions])
         index = np.repeat(np.arange(len(regions)), len(self.windows))
-        x = resample_crops(table, meta, index, boxes, size, sizes, _MEAN, _SCALE)
+        x = resample_crops(table, meta, index, boxes, size, sizes, MEAN, SCALE)
         return _raise_contrast(x) if self.contrast else x
 
     def window_logits(self, images: Sequence[np.ndarray]) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from siamface.checkpoint import read_checkpoint_info
-from siamface.detect.cascade import CROPS_PER_CALL, PNET_PIXELS_PER_CALL, Cascade
+from siamface.detect.cascade import CROPS_PER_CALL, PNET_PIXELS_PER_CALL, Cascade, in_chunks
 from siamface.detect.presence import FacePresence
 from siamface.errors import CheckpointError, ConfigError
 from siamface.export.manifest import (
@@ -69,14 +69,6 @@ def _run(sess: Any, x: np.ndarray) -> list[np.ndarray]:
     return sess.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
 
 
-def _run_chunked(sess: Any, x: np.ndarray, chunk: int) -> list[np.ndarray]:
-    """``_run`` in chunks of ``chunk`` along the batch, outputs concatenated."""
-    if len(x) <= chunk:
-        return _run(sess, x)
-    parts = [_run(sess, x[i:i + chunk]) for i in range(0, len(x), chunk)]
-    return [np.concatenate(p) for p in zip(*parts, strict=True)]
-
-
 class OnnxMTCNN(Cascade):
     """MTCNN with its three networks in ONNX Runtime (``pnet``, ``rnet``, ``onet``:
     sessions of an export's ``pnet.onnx``, ``rnet.onnx``, ``onet.onnx``); the rest is the
@@ -88,15 +80,15 @@ class OnnxMTCNN(Cascade):
 
     def run_pnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         per_call = max(1, PNET_PIXELS_PER_CALL // (x.shape[2] * x.shape[3]))
-        reg, logit = _run_chunked(self.pnet, x, per_call)
+        reg, logit = in_chunks(lambda part: _run(self.pnet, part), x, per_call)
         return reg, logit
 
     def run_rnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        reg, logit = _run_chunked(self.rnet, x, CROPS_PER_CALL[0])
+        reg, logit = in_chunks(lambda part: _run(self.rnet, part), x, CROPS_PER_CALL[0])
         return reg, logit
 
     def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        reg, marks, logit = _run_chunked(self.onet, x, CROPS_PER_CALL[1])
+        reg, marks, logit = in_chunks(lambda part: _run(self.onet, part), x, CROPS_PER_CALL[1])
         return reg, marks, logit
 
 
