@@ -43,3 +43,9 @@ def copy_export(tmp: Path, flip: bool | None = None) -> Path:
     return target
 
 
+
+
+def crop_chips(pipeline, paths):
+    """The aligned chips ``pipeline`` cuts from ``paths`` (run in a worker process by the
+    tests: a module-level function the worker can import)."""
+    return [crop.chip for crop in pipeline.crop_batch(list(paths))]

@@ -6,6 +6,7 @@ another checkpoint is refused with a message saying which and why."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from _checkpoint_helpers import rewrite_checkpoint
-from _onnx_helpers import copy_export, require_onnx, shipped_export
+from _onnx_helpers import copy_export, crop_chips, require_onnx, shipped_export
 
 require_onnx()
 
@@ -69,6 +70,16 @@ def test_verify_in_a_new_process_never_imports_torch(export_dir):
     lines = done.stdout.splitlines()
     assert lines[0].startswith("MATCH"), done.stdout
     assert "TORCH []" in lines and "RC 0" in lines, done.stdout
+
+
+def test_the_onnx_pipeline_crops_the_same_in_a_worker_process(onnx_service):
+    # evaluate / calibrate --workers hand the pipeline, ONNX sessions included, to
+    # processes started with spawn: it must pickle, and cut the same chips there.
+    here = crop_chips(onnx_service.pipeline, [A, C])
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        there = pool.apply(crop_chips, (onnx_service.pipeline, [A, C]))
+    assert len(there) == 2
+    assert all(np.array_equal(x, y) for x, y in zip(here, there, strict=True))
 
 
 def test_results_agree_with_the_torch_service(onnx_service, torch_service):

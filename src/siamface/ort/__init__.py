@@ -45,7 +45,33 @@ ONNX_RUNTIMES = {"onnx": "model", "onnx-int8": "model_int8"}
 
 def session(path: str | os.PathLike, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU inference session of ``path`` (``threads``: intra-op threads,
-    default ONNX Runtime's: one per physical core)."""
+    default ONNX Runtime's: one per physical core). It pickles as its file and thread count
+    and is rebuilt where it is unpickled, so a pipeline holding sessions can go to detection
+    worker processes."""
+    return _Session(str(path), threads)
+
+
+class _Session:
+    """An ONNX Runtime session that crosses process boundaries (ONNX Runtime's own cannot
+    be pickled); attributes are those of the session inside."""
+
+    def __init__(self, path: str, threads: int | None) -> None:
+        self.path, self.threads = path, threads
+        self._session = _create_session(path, threads)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "threads": self.threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["threads"])
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_session":  # not built yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self._session, name)
+
+
+def _create_session(path: str, threads: int | None) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -60,7 +86,7 @@ def session(path: str | os.PathLike, threads: int | None = None) -> Any:
     # batched throughput is the same either way.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise CheckpointError(f"{path} cannot be loaded by ONNX Runtime ({exc})") from exc
 
