@@ -141,3 +141,36 @@ def test_the_three_networks_vote_equally_and_key_the_cache() -> None:
     described = FacePipeline().params()["face_check"]
     assert described["networks"] == ["onet", "rnet", "pnet"]
     assert "face_check" not in FacePipeline(fallback_policy="never").params()
+
+
+def test_landmark_spread_is_zero_when_every_window_places_the_same_points() -> None:
+    presence = FacePresence()
+    image = np.zeros((250, 310, 3), np.uint8)
+    boxes = presence.window_boxes(250, 310).astype(np.float64)
+    side = boxes[:, 2] - boxes[:, 0]
+    points = np.array([[130.0, 110.0], [180, 112], [155, 140], [135, 170], [178, 171]])
+    xs = (points[None, :, 0] - boxes[:, :1]) / side[:, None]
+    ys = (points[None, :, 1] - boxes[:, 1:2]) / side[:, None]
+    same = np.concatenate([xs, ys], axis=1).astype(np.float32)  # (K, 10): x0..x4, y0..y4
+    assert presence.landmark_spread([image], same)[0] == pytest.approx(0.0, abs=1e-5)
+
+    # One window's nose 0.1 of a side off: that landmark's spread, over the five landmarks.
+    moved = same.copy()
+    moved[0, 2] += 0.1
+    k = len(presence.windows)
+    nose_x = np.concatenate([[points[2, 0] + 0.1 * side[0]], np.full(k - 1, points[2, 0])])
+    want = nose_x.std() / 5 / side.mean()
+    assert presence.landmark_spread([image], moved)[0] == pytest.approx(want, rel=1e-4)
+
+
+def test_the_landmark_term_lowers_textures_more_than_faces(presence, lfw_faces) -> None:
+    without = FacePresence(spread_weight=0.0)
+    z_faces, spread_faces = presence.window_votes(lfw_faces)
+    assert np.allclose(without.score_many(lfw_faces),
+                       1 / (1 + np.exp(-z_faces.mean(axis=1))))
+    assert np.allclose(presence.score_many(lfw_faces),
+                       1 / (1 + np.exp(-(z_faces.mean(axis=1) - presence.spread_weight * spread_faces))))
+    textures = list(_non_faces().values())[:3]
+    assert np.median(presence.window_votes(textures)[1]) > np.median(spread_faces)
+    with pytest.raises(ValueError, match="spread_weight"):
+        FacePresence(spread_weight=-1.0)

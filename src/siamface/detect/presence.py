@@ -18,7 +18,11 @@ that region, from the three networks MTCNN already ships
 * networks: each window's logit is the mean of O-Net's (48x48 crop), R-Net's (24x24 crop of
   the same window) and P-Net's (12x12 crop: its one output cell).
 * aggregation: the score is the sigmoid of the mean logit over the windows (a face scores
-  high in every window; a texture that fools the networks in one window rarely does in all).
+  high in every window; a texture that fools the networks in one window rarely does in all)
+  minus ``SPREAD_WEIGHT`` times the landmark spread: O-Net also places the five landmarks in
+  each window, and for a face they land on the same image points whichever window looked
+  (median spread 0.115 of the window side on distorted LFW misses), while on a texture they
+  wander (0.16-0.22 for the crops of photos that pass without it).
 
 A face that fills the whole image is too big for the windows: LFW photos cropped to
 MTCNN's own face box score low (27% pass), with 1.2x that box 97% pass, with 1.5x or more
@@ -29,10 +33,12 @@ benchmarks/bench_face_presence.py for the data and figures): the cut-off is the 
 space) of the range where both rates reach 99% on 3,000 LFW View 2 images distorted by every
 ``siamface.augment`` kind (the 364 that MTCNN then misses) and 599 generated and natural
 non-face images (noise, flat colours, gradients, patterns, blobs, tiny images, scikit-learn's
-two photos and crops of them): at 0.06, 361/364 misses (99.2%) pass and 597/599 non-faces
-(99.7%) are rejected. On a held-out draw (seed 1: 255 misses, 1,199 non-faces) 99.2% pass and
-98.75% are rejected (crops of the photos are most of the false passes). All clean LFW images
-of both draws pass. Without P-Net's vote, no cut-off reached 99% on both sides.
+two photos and crops of them): at 0.0043 (that range is 0.0028 to 0.0067), 362/364 misses
+(99.45%) pass and 596/599 (99.5%) are rejected. ``SPREAD_WEIGHT`` is the one that gave that range its widest
+(in logit units; weights 0-40 tried on that draw only). On a held-out draw (seed 1: 255
+misses, 1,199 non-faces) 99.6% pass and 99.1% are rejected (without the spread term: 99.2% and
+98.75%; crops of the photos are most of the false passes). All clean LFW images of both draws
+pass. Without P-Net's vote, no cut-off reached 99% on both sides.
 
 The module is pure: it reads no files but the MTCNN weights and writes nothing. Everything but
 the network calls is numpy; :class:`siamface.ort.OnnxFacePresence` runs the same code with
@@ -41,6 +47,7 @@ the networks in ONNX Runtime.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +78,7 @@ _EPS = 1e-7
 CONTRAST_TARGET = 0.35  # crop standard deviation aimed at, in O-Net input units ([-1, 1])
 CONTRAST_GAIN = 4.0  # the most a crop's contrast is multiplied by
 AGGREGATES = ("mean", "max")
+SPREAD_WEIGHT = 15.0  # logit lost per unit of landmark spread (calibrated: module docstring)
 
 
 def grid_windows(
@@ -85,7 +93,7 @@ def grid_windows(
 # Side 0.45 (where a centred LFW face sits), at the centre and shifted by 0.08 of the short
 # side in x, y or both: 9 windows, all inside the fallback's 80% square.
 DEFAULT_WINDOWS = grid_windows((0.45,), (-0.08, 0.0, 0.08))
-DEFAULT_CUTOFF = 0.06  # calibrated: see the module docstring
+DEFAULT_CUTOFF = 0.0043  # calibrated: see the module docstring
 
 
 def _check_image(image: object, index: int) -> np.ndarray:
@@ -129,8 +137,9 @@ class FacePresence:
     ``windows`` are (side, dx, dy) fractions of the short side; ``contrast`` raises each
     crop's contrast first; ``aggregate`` combines the windows' logits (``mean``) or takes the
     best window (``max``); ``use_rnet`` and ``use_pnet`` average R-Net's logit on 24x24 crops
-    and P-Net's on 12x12 crops of the same windows with O-Net's, window by window. The
-    defaults are the calibrated method;
+    and P-Net's on 12x12 crops of the same windows with O-Net's, window by window;
+    ``spread_weight`` times O-Net's landmark spread across the windows is subtracted from the
+    aggregated logit. The defaults are the calibrated method;
     ``cutoff`` is what :meth:`is_face` compares with.
     """
 
@@ -145,6 +154,7 @@ class FacePresence:
         rnet: RNet | None = None,
         use_pnet: bool = True,
         pnet: PNet | None = None,
+        spread_weight: float = SPREAD_WEIGHT,
         cutoff: float = DEFAULT_CUTOFF,
     ) -> None:
         wins = np.asarray(windows, dtype=np.float64).reshape(-1, 3)
@@ -152,6 +162,8 @@ class FacePresence:
             raise ValueError(f"windows must be one or more (side > 0, dx, dy), got {windows!r}")
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+        if not (math.isfinite(spread_weight) and spread_weight >= 0):
+            raise ValueError(f"spread_weight must be finite and >= 0, got {spread_weight!r}")
         if not 0 <= cutoff <= 1:
             raise ValueError(f"cutoff must be in [0, 1], got {cutoff!r}")
         self._onet = onet
@@ -162,18 +174,21 @@ class FacePresence:
         self.aggregate = aggregate
         self.use_rnet = bool(use_rnet)
         self.use_pnet = bool(use_pnet)
+        self.spread_weight = float(spread_weight)
         self.cutoff = float(cutoff)
 
     def __repr__(self) -> str:
         return (f"FacePresence(windows={len(self.windows)}, contrast={self.contrast}, "
                 f"aggregate={self.aggregate!r}, use_rnet={self.use_rnet}, "
-                f"use_pnet={self.use_pnet}, cutoff={self.cutoff:g})")
+                f"use_pnet={self.use_pnet}, spread_weight={self.spread_weight:g}, "
+                f"cutoff={self.cutoff:g})")
 
     def describe(self) -> dict[str, Any]:
         """What decides the scores, JSON-serialisable (part of the face pipeline's cache key)."""
         nets = ["onet", *(["rnet"] * self.use_rnet), *(["pnet"] * self.use_pnet)]
         return {"windows": self.windows.round(6).tolist(), "contrast": self.contrast,
-                "aggregate": self.aggregate, "networks": nets}
+                "aggregate": self.aggregate, "networks": nets,
+                "spread_weight": self.spread_weight}
 
     @property
     def onet(self) -> ONet:
@@ -199,9 +214,10 @@ class FacePresence:
             self._pnet = load_networks()[0]
         return self._pnet
 
-    def run_onet(self, x: np.ndarray) -> np.ndarray:
-        """O-Net's face logit (N,) of float32 48x48 crops (N, 3, 48, 48)."""
-        return _chunked(self.onet.logits, x)[2]
+    def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """O-Net's landmarks (N, 10: five x then five y, fractions of the crop) and face
+        logit (N,) of float32 48x48 crops (N, 3, 48, 48)."""
+        return _chunked(self.onet.logits, x)[1:]
 
     def run_rnet(self, x: np.ndarray) -> np.ndarray:
         """R-Net's face logit (N,) of float32 24x24 crops (N, 3, 24, 24)."""
@@ -254,26 +270,50 @@ class FacePresence:
         x = resample_crops(table, meta, index, boxes, size, sizes, MEAN, SCALE)
         return _raise_contrast(x) if self.contrast else x
 
-    def window_logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, K) float64 face logit of each window of each image."""
+    def landmark_spread(self, images: Sequence[np.ndarray], marks: np.ndarray) -> np.ndarray:
+        """(N,) float64: how far O-Net's landmarks (``marks``, (N * K, 10) over the K windows
+        of each image) move across the windows, in image points: per landmark the root of
+        the x and y variances over the windows, averaged over the five, over the mean
+        window side."""
+        k = len(self.windows)
+        out = np.zeros(len(images))
+        for i, image in enumerate(images):
+            boxes = self.window_boxes(*image.shape[:2]).astype(np.float64)
+            side = boxes[:, 2] - boxes[:, 0]
+            m = marks[i * k:(i + 1) * k].astype(np.float64).reshape(k, 2, 5)
+            xs = boxes[:, :1] + m[:, 0] * side[:, None]
+            ys = boxes[:, 1:2] + m[:, 1] * side[:, None]
+            out[i] = np.hypot(xs.std(0), ys.std(0)).mean() / side.mean()
+        return out
+
+    def window_votes(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K) float64 face logit of each window of each image and (N,) landmark spread
+        (:meth:`landmark_spread`)."""
         images = list(images)
         k = len(self.windows)
         per_step = max(1, _CROPS_PER_RESAMPLE // k)
-        out = [np.zeros((0, k))]
+        logits, spreads = [np.zeros((0, k))], [np.zeros(0)]
         for start in range(0, len(images), per_step):
             chunk = images[start:start + per_step]
-            votes = [_logit(self.run_onet(self.crops(chunk, 48)))]
+            marks, onet = self.run_onet(self.crops(chunk, 48))
+            votes = [_logit(onet)]
             if self.use_rnet:
                 votes.append(_logit(self.run_rnet(self.crops(chunk, 24))))
             if self.use_pnet:
                 votes.append(_logit(self.run_pnet(self.crops(chunk, 12))))
-            out.append(np.mean(votes, axis=0).reshape(len(chunk), k))
-        return np.concatenate(out)
+            logits.append(np.mean(votes, axis=0).reshape(len(chunk), k))
+            spreads.append(self.landmark_spread(chunk, marks))
+        return np.concatenate(logits), np.concatenate(spreads)
+
+    def window_logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, K) float64 face logit of each window of each image."""
+        return self.window_votes(images)[0]
 
     def score_many(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Face probability (N,) float64 in [0, 1] of each image's fallback region."""
-        z = self.window_logits(images)
+        z, spread = self.window_votes(images)
         z = z.mean(axis=1) if self.aggregate == "mean" else z.max(axis=1, initial=-np.inf)
+        z = z - self.spread_weight * spread
         return 1.0 / (1.0 + np.exp(-z))
 
     def score(self, image: np.ndarray) -> float:
