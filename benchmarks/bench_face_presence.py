@@ -69,8 +69,8 @@ _NO_PNET = {"use_pnet": False}
 
 # Scoring methods compared (FacePresence arguments). "default" is the shipped one (side 0.45,
 # a 3x3 grid of shifts -0.08, 0, 0.08, contrast raised, the mean logit of O-Net, R-Net and
-# P-Net, less SPREAD_WEIGHT times O-Net's landmark spread across the windows); the other rows are what it was chosen against. Windows are (side, dx, dy) fractions
-# of the short side; "raw" = no contrast step, O-Net only; "5" = the centre and its 4 diagonal
+# P-Net, less SPREAD_WEIGHT times O-Net's landmark spread across the windows); the other
+# rows are what it was chosen against. Windows are (side, dx, dy) fractions of the short side; "raw" = no contrast step, O-Net only; "5" = the centre and its 4 diagonal
 # neighbours; "+rnet" / "+pnet" = that network's vote averaged in.
 METHODS: dict[str, dict] = {
     "default": {},

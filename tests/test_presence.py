@@ -132,10 +132,10 @@ def test_the_three_networks_vote_equally_and_key_the_cache() -> None:
     rng = np.random.default_rng(5)
     images = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8),
               np.full((90, 90, 3), 60, np.uint8)]
-    onet = FacePresence(use_rnet=False, use_pnet=False).window_logits(images)
-    rnet = 2 * FacePresence(use_pnet=False).window_logits(images) - onet
-    pnet = 2 * FacePresence(use_rnet=False).window_logits(images) - onet
-    np.testing.assert_allclose(FacePresence().window_logits(images), (onet + rnet + pnet) / 3,
+    onet = FacePresence(use_rnet=False, use_pnet=False).window_votes(images)[0]
+    rnet = 2 * FacePresence(use_pnet=False).window_votes(images)[0] - onet
+    pnet = 2 * FacePresence(use_rnet=False).window_votes(images)[0] - onet
+    np.testing.assert_allclose(FacePresence().window_votes(images)[0], (onet + rnet + pnet) / 3,
                                atol=1e-9)
     assert not np.allclose(pnet, onet)
     described = FacePipeline().params()["face_check"]
@@ -168,8 +168,8 @@ def test_the_landmark_term_lowers_textures_more_than_faces(presence, lfw_faces) 
     z_faces, spread_faces = presence.window_votes(lfw_faces)
     assert np.allclose(without.score_many(lfw_faces),
                        1 / (1 + np.exp(-z_faces.mean(axis=1))))
-    assert np.allclose(presence.score_many(lfw_faces),
-                       1 / (1 + np.exp(-(z_faces.mean(axis=1) - presence.spread_weight * spread_faces))))
+    z = z_faces.mean(axis=1) - presence.spread_weight * spread_faces
+    assert np.allclose(presence.score_many(lfw_faces), 1 / (1 + np.exp(-z)))
     textures = list(_non_faces().values())[:3]
     assert np.median(presence.window_votes(textures)[1]) > np.median(spread_faces)
     with pytest.raises(ValueError, match="spread_weight"):

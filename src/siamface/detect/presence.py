@@ -34,8 +34,8 @@ space) of the range where both rates reach 99% on 3,000 LFW View 2 images distor
 ``siamface.augment`` kind (the 364 that MTCNN then misses) and 599 generated and natural
 non-face images (noise, flat colours, gradients, patterns, blobs, tiny images, scikit-learn's
 two photos and crops of them): at 0.0043 (that range is 0.0028 to 0.0067), 362/364 misses
-(99.45%) pass and 596/599 (99.5%) are rejected. ``SPREAD_WEIGHT`` is the one that gave that range its widest
-(in logit units; weights 0-40 tried on that draw only). On a held-out draw (seed 1: 255
+(99.45%) pass and 596/599 (99.5%) are rejected. ``SPREAD_WEIGHT`` is the one that gave that
+range its widest (in logit units; weights 0-40 tried on that draw only). On a held-out draw (seed 1: 255
 misses, 1,199 non-faces) 99.6% pass and 99.1% are rejected (without the spread term: 99.2% and
 98.75%; crops of the photos are most of the false passes); on an untouched third draw (seed 2:
 116 misses, 1,199 non-faces) 97.4% pass and 98.6% are rejected. All clean LFW images of every
@@ -305,10 +305,6 @@ class FacePresence:
             logits.append(np.mean(votes, axis=0).reshape(len(chunk), k))
             spreads.append(self.landmark_spread(chunk, marks))
         return np.concatenate(logits), np.concatenate(spreads)
-
-    def window_logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, K) float64 face logit of each window of each image."""
-        return self.window_votes(images)[0]
 
     def score_many(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Face probability (N,) float64 in [0, 1] of each image's fallback region."""
