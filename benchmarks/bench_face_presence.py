@@ -13,21 +13,25 @@ positives   LFW View 2 images (``--images``, sampled with ``--seed``) distorted 
 negatives   ``--non-faces`` images generated in code from ``--seed``: noise (uniform,
             gaussian, salt and pepper), flat colours, linear and radial gradients,
             checkerboards, stripes, smooth blobs, tiny images, and the two photos
-            scikit-learn ships (china.jpg, flower.jpg: whole, rescaled, random crops). Only
-            those in which MTCNN finds no face are kept (the check only runs on fallbacks).
+            scikit-learn ships (china.jpg, flower.jpg: whole, rescaled, random crops); then
+            ``--more-photos`` more, whole and cropped the same way, from the 16 photos
+            without people that scikit-image ships (``SKIMAGE_PHOTOS``). Only those in
+            which MTCNN finds no face are kept (the check only runs on fallbacks).
 
 ``--sets FILE`` keeps the collected positives and negatives (an .npz): a later run with the same
 ``--seed``, ``--images``, ``--strong-images`` and ``--non-faces`` scores them again without
-distorting and detecting (the slow part, about 30 minutes at the defaults on 2 cores).
+distorting and detecting (the slow part, about 30 minutes at the defaults on 2 cores); a file
+collected with another ``--more-photos`` gets those negatives collected again (a minute).
 
 For each method it prints the pass rate of the positives and the rejection rate of the
 negatives at the cut-off, the cut-off range where both are >= ``--target``, and per-kind /
 per-family rates for the default method. ``--json FILE`` writes the figures.
 
-Usage (from the repository root; albumentations is needed for the distortions):
+Usage (from the repository root; albumentations is needed for the distortions and
+scikit-image for ``--more-photos``, both in the dev extra):
     PYTHONPATH=src .venv/bin/python benchmarks/bench_face_presence.py \\
         [--lfw ../shared/data/lfw] [--images 3000] [--strong-images 1000] [--non-faces 600]
-        [--sets presence-sets-seed0.npz]
+        [--more-photos 600] [--sets presence-sets-seed0.npz]
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from siamface.detect import MTCNN
 from siamface.detect.presence import (
     DEFAULT_CUTOFF,
     DEFAULT_WINDOWS,
+    LINEAR_MODEL,
     FacePresence,
     grid_windows,
 )
@@ -61,20 +66,24 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LFW = REPO.parent / "shared" / "data" / "lfw"
 
 
-_RAW = {"contrast": False, "use_rnet": False, "use_pnet": False}
+_LOGIT = {"model": {"logit": 1.0}}  # the windows' aggregated logit alone
+_RAW = {"contrast": False, "use_rnet": False, "use_pnet": False, **_LOGIT}
 _GRID9 = grid_windows((0.45,), (-0.08, 0.0, 0.08))
 _FIVE = [(0.45, 0.0, 0.0), (0.45, -0.08, -0.08), (0.45, 0.08, -0.08), (0.45, -0.08, 0.08),
          (0.45, 0.08, 0.08)]
-_NO_PNET = {"use_pnet": False}
+_NO_PNET = {"use_pnet": False, **_LOGIT}
 
 # Scoring methods compared (FacePresence arguments). "default" is the shipped one (side 0.45,
-# a 3x3 grid of shifts -0.08, 0, 0.08, contrast raised, the mean logit of O-Net, R-Net and
-# P-Net, less SPREAD_WEIGHT times O-Net's landmark spread across the windows); the other
-# rows are what it was chosen against. Windows are (side, dx, dy) fractions of the short side; "raw" = no contrast step, O-Net only; "5" = the centre and its 4 diagonal
-# neighbours; "+rnet" / "+pnet" = that network's vote averaged in.
+# a 3x3 grid of shifts -0.08, 0, 0.08, contrast raised, O-Net's, R-Net's and P-Net's logits
+# averaged per window; the shipped boosted trees on FEATURES); the other rows are what it was
+# chosen against, in the order they were tried. Windows are (side, dx, dy) fractions of the
+# short side; "raw" = no contrast step, O-Net only; "5" = the centre and its 4 diagonal
+# neighbours; "+rnet" / "+pnet" = that network's vote averaged in; all of those score the
+# windows' logit alone.
 METHODS: dict[str, dict] = {
     "default": {},
-    "without landmark spread": {"spread_weight": 0.0},
+    "logit - 15 x spread": {"model": LINEAR_MODEL},
+    "logit alone": {**_LOGIT},
     "grid9+contrast+rnet": {**_NO_PNET},
     "raw center-0.8": {"windows": [(0.8, 0.0, 0.0)], **_RAW},
     "raw center-0.45": {"windows": [(0.45, 0.0, 0.0)], **_RAW},
@@ -283,7 +292,7 @@ def _photo_whole(rng, photos):
 def _photo_crop(rng, photos):
     image = photos[int(rng.integers(len(photos)))]
     h, w = image.shape[:2]
-    ch = int(rng.integers(40, h + 1))
+    ch = int(rng.integers(40, min(h, w) + 1))  # (the draws of portrait photos: h > w)
     cw = ch if rng.random() < 0.6 else int(rng.integers(40, w + 1))
     top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
     crop = image[top:top + ch, left:left + cw]
@@ -317,22 +326,63 @@ def sample_photos() -> list[np.ndarray]:
     return [np.ascontiguousarray(i, dtype=np.uint8) for i in load_sample_images().images]
 
 
+# The photos without people that scikit-image ships (skimage.data, inside its wheel): stone,
+# grass, gravel, a cat, a clock, coffee, coins, the moon, a galaxy field, a stained tissue
+# slide, cells, a motorcycle, a rocket, a retina, printed text.
+SKIMAGE_PHOTOS = ("brick", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
+                  "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina",
+                  "rocket", "text", "cell", "stereo_motorcycle")
+
+# families drawn from those photos (``--more-photos``), same generators, weights as above
+MORE_PHOTO_FAMILIES: dict[str, tuple[Callable, int]] = {
+    "more_photo_whole": (_photo_whole, 1),
+    "more_photo_crop": (_photo_crop, 4),
+}
+
+
+def more_photos() -> list[np.ndarray]:
+    """scikit-image's photos without people (:data:`SKIMAGE_PHOTOS`) as RGB uint8."""
+    import skimage.data
+
+    out = []
+    for name in SKIMAGE_PHOTOS:
+        image = getattr(skimage.data, name)()
+        image = image[0] if name == "stereo_motorcycle" else image  # (left, right, disparity)
+        image = np.asarray(image, dtype=np.uint8)
+        out.append(np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2)
+                                        if image.ndim == 2 else image[..., :3]))
+    return out
+
+
+def _mixed(n: int, seed: int, families: dict[str, tuple[Callable, int]],
+           photos: list[np.ndarray], first_index: int = 0) -> list[tuple[str, np.ndarray]]:
+    """``n`` images from ``families`` (shared in proportion to their weights; image i of
+    family f drawn from the generator seeded [seed, first_index + f, i])."""
+    total = sum(w for _, w in families.values())
+    out: list[tuple[str, np.ndarray]] = []
+    names = list(families)
+    counts = [n * w // total for _, w in families.values()]
+    for i in range(n - sum(counts)):  # the remainder, one each from the heaviest
+        counts[sorted(range(len(names)), key=lambda j: -families[names[j]][1])[i]] += 1
+    for f, (name, count) in enumerate(zip(names, counts, strict=True)):
+        make = families[name][0]
+        for i in range(count):
+            rng = np.random.default_rng([seed, first_index + f, i])
+            out.append((name, make(rng, photos)))
+    return out
+
+
 def negative_images(n: int, seed: int) -> list[tuple[str, np.ndarray]]:
     """``n`` non-face images as (family, image), deterministic in ``seed``; families share
     ``n`` in proportion to their weights."""
-    photos = sample_photos()
-    total = sum(w for _, w in NEGATIVE_FAMILIES.values())
-    out: list[tuple[str, np.ndarray]] = []
-    names = list(NEGATIVE_FAMILIES)
-    counts = [n * w // total for _, w in NEGATIVE_FAMILIES.values()]
-    for i in range(n - sum(counts)):  # the remainder, one each from the heaviest
-        counts[sorted(range(len(names)), key=lambda j: -NEGATIVE_FAMILIES[names[j]][1])[i]] += 1
-    for f, (name, count) in enumerate(zip(names, counts, strict=True)):
-        make = NEGATIVE_FAMILIES[name][0]
-        for i in range(count):
-            rng = np.random.default_rng([seed, f, i])
-            out.append((name, make(rng, photos)))
-    return out
+    return _mixed(n, seed, NEGATIVE_FAMILIES, sample_photos())
+
+
+def more_negative_images(n: int, seed: int) -> list[tuple[str, np.ndarray]]:
+    """``n`` more non-faces from scikit-image's photos (:data:`MORE_PHOTO_FAMILIES`),
+    deterministic in ``seed`` and independent of :func:`negative_images`."""
+    return _mixed(n, seed, MORE_PHOTO_FAMILIES, more_photos(),
+                  first_index=len(NEGATIVE_FAMILIES))
 
 
 # ----------------------------------------------------------------------------- figures
@@ -403,6 +453,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="of those, how many are also distorted twice (default 1000)")
     parser.add_argument("--non-faces", type=int, default=600,
                         help="non-face images generated (default 600)")
+    parser.add_argument("--more-photos", type=int, default=600,
+                        help="more non-faces from scikit-image's photos (default 600; 0 = "
+                             "none, as before they were added)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=float, default=0.99,
                         help="pass and reject rate the cut-off range must reach (default 0.99)")
@@ -430,7 +483,8 @@ def save_sets(path: Path, args: argparse.Namespace, missed: dict[str, list[np.nd
     arrays = {f"pos|{name}|{i}": im for name, ims in missed.items() for i, im in enumerate(ims)}
     arrays.update({f"neg|{family}|{i}": im for i, (family, im) in enumerate(kept_neg)})
     meta = {"args": {k: getattr(args, k) for k in _SET_ARGS}, "tried": tried,
-            "detected_neg": detected_neg, "negatives_generated": generated}
+            "detected_neg": detected_neg, "negatives_generated": generated,
+            "more_photos": args.more_photos}
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
@@ -454,7 +508,21 @@ def load_sets(path: Path, args: argparse.Namespace):
                 missed[name].append(data[key])
             else:
                 kept_neg.append((name, data[key]))
-    return missed, meta["tried"], kept_neg, meta["detected_neg"], meta["negatives_generated"]
+    more = meta.get("more_photos", 0)
+    return (missed, meta["tried"], kept_neg, meta["detected_neg"], meta["negatives_generated"],
+            more)
+
+
+def keep_non_faces(negatives: list[tuple[str, np.ndarray]], detector: MTCNN,
+                   detected: dict[str, int]) -> list[tuple[str, np.ndarray]]:
+    """The negatives in which MTCNN finds no face; counts the others in ``detected``."""
+    kept = []
+    for family, image in tqdm(negatives, desc="non-faces", unit="img"):
+        if len(detector.detect(image)):
+            detected[family] = detected.get(family, 0) + 1
+        else:
+            kept.append((family, image))
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,7 +543,16 @@ def main(argv: list[str] | None = None) -> int:
     paths = lfw_sample(args.lfw, args.images, args.seed)
     t0 = time.perf_counter()
     if args.sets is not None and args.sets.is_file():
-        missed, tried, kept_neg, detected_neg, generated = load_sets(args.sets, args)
+        missed, tried, kept_neg, detected_neg, generated, more = load_sets(args.sets, args)
+        if more != args.more_photos:  # collect (only) the scikit-image families again
+            kept_neg = [(f, im) for f, im in kept_neg if f not in MORE_PHOTO_FAMILIES]
+            detected_neg = {f: k for f, k in detected_neg.items()
+                            if f not in MORE_PHOTO_FAMILIES}
+            generated -= more
+            extra = more_negative_images(args.more_photos, args.seed)
+            kept_neg += keep_non_faces(extra, detector, detected_neg)
+            generated += len(extra)
+            save_sets(args.sets, args, missed, tried, kept_neg, detected_neg, generated)
         clean = {m: np.concatenate([scorer.score_many([load_image(p) for p in
                                                        paths[i:i + 64]])
                                     for i in range(0, len(paths), 64)])
@@ -487,15 +564,11 @@ def main(argv: list[str] | None = None) -> int:
                                                  args.strong_images, args.batch, scorers)
         t_pos = time.perf_counter() - t0
         t0 = time.perf_counter()
-        negatives = negative_images(args.non_faces, args.seed)
+        negatives = (negative_images(args.non_faces, args.seed)
+                     + more_negative_images(args.more_photos, args.seed))
         generated = len(negatives)
-        detected_neg = {}
-        kept_neg = []
-        for family, image in tqdm(negatives, desc="non-faces", unit="img"):
-            if len(detector.detect(image)):
-                detected_neg[family] = detected_neg.get(family, 0) + 1
-            else:
-                kept_neg.append((family, image))
+        detected_neg: dict[str, int] = {}
+        kept_neg = keep_non_faces(negatives, detector, detected_neg)
         t_neg = time.perf_counter() - t0
         if args.sets is not None:
             save_sets(args.sets, args, missed, tried, kept_neg, detected_neg, generated)
@@ -600,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      {name:<22} pass {_pct(k, len(s))}{low}")
         per_family[label] = {}
         neg = scores[first]["negatives"]
-        for family in NEGATIVE_FAMILIES:
+        for family in [*NEGATIVE_FAMILIES, *MORE_PHOTO_FAMILIES]:
             s = neg[neg_family == family]
             k = int((s < cut).sum())
             per_family[label][family] = [k, len(s)]

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from siamface.align import center_crop
-from siamface.detect.presence import DEFAULT_CUTOFF, DEFAULT_WINDOWS, FacePresence
+from siamface.detect.presence import (
+    DEFAULT_CUTOFF,
+    DEFAULT_WINDOWS,
+    FEATURES,
+    LINEAR_MODEL,
+    MONOTONE,
+    FacePresence,
+)
+from siamface.detect.trees import ARRAYS, TreeEnsemble
 from siamface.io import load_image
 
 LFW_FACES = [
@@ -163,14 +171,103 @@ def test_landmark_spread_is_zero_when_every_window_places_the_same_points() -> N
     assert presence.landmark_spread([image], moved)[0] == pytest.approx(want, rel=1e-4)
 
 
-def test_the_landmark_term_lowers_textures_more_than_faces(presence, lfw_faces) -> None:
-    without = FacePresence(spread_weight=0.0)
-    z_faces, spread_faces = presence.window_votes(lfw_faces)
-    assert np.allclose(without.score_many(lfw_faces),
-                       1 / (1 + np.exp(-z_faces.mean(axis=1))))
-    z = z_faces.mean(axis=1) - presence.spread_weight * spread_faces
-    assert np.allclose(presence.score_many(lfw_faces), 1 / (1 + np.exp(-z)))
-    textures = list(_non_faces().values())[:3]
-    assert np.median(presence.window_votes(textures)[1]) > np.median(spread_faces)
-    with pytest.raises(ValueError, match="spread_weight"):
-        FacePresence(spread_weight=-1.0)
+def test_features_of_faces_and_textures(presence, lfw_faces) -> None:
+    z, feats = presence.window_votes(lfw_faces)
+    assert feats.shape == (len(lfw_faces), len(FEATURES))
+    col = {name: feats[:, i] for i, name in enumerate(FEATURES)}
+    assert np.allclose(col["logit"], z.mean(axis=1))
+    textures = list(_non_faces().values())[:3]  # noise
+    tex = dict(zip(FEATURES, presence.features(textures).T, strict=True))
+    assert np.median(tex["spread"]) > np.median(col["spread"])
+    assert np.median(tex["logit"]) < np.median(col["logit"])
+    # O-Net's box around a face: about the window (0.45 of the short side); the mouth sits
+    # a third of the window below the eyes.
+    assert 0.8 < np.median(col["box_size"]) < 1.3
+    assert 0.25 < np.median(col["mouth_drop"]) < 0.55
+    flat = presence.features([np.full((250, 250, 3), 90, np.uint8)])[0]
+    assert flat[FEATURES.index("log_contrast")] == pytest.approx(np.log(0.001), abs=1e-3)
+    assert np.isfinite(feats).all()
+
+
+def test_linear_model_is_the_weighted_features(presence, lfw_faces) -> None:
+    feats = presence.features(lfw_faces)
+    logit_alone = FacePresence(model={"logit": 1.0})
+    assert np.allclose(logit_alone.score_many(lfw_faces), 1 / (1 + np.exp(-feats[:, 0])))
+    linear = FacePresence(model=LINEAR_MODEL)
+    z = feats[:, 0] - 15.0 * feats[:, FEATURES.index("spread")]
+    assert np.allclose(linear.score_many(lfw_faces), 1 / (1 + np.exp(-z)))
+    assert linear.describe()["model"] != presence.describe()["model"]
+    with pytest.raises(ValueError, match="model must map"):
+        FacePresence(model={"logit": 1.0, "nose_length": 2.0})
+    with pytest.raises(ValueError, match="model must map"):
+        FacePresence(model={"logit": float("nan")})
+    with pytest.raises(ValueError, match="model must be"):
+        FacePresence(model="trees")
+
+
+def test_shipped_trees_are_monotone_where_they_promise(presence, lfw_faces) -> None:
+    feats = presence.features(lfw_faces)
+    trees = presence.model
+    assert isinstance(trees, TreeEnsemble) and trees.features == FEATURES
+    base = trees.decision(feats)
+    for name, sign in MONOTONE.items():
+        i = FEATURES.index(name)
+        for step in (0.05, 0.5, 3.0):
+            moved = feats.copy()
+            moved[:, i] += step
+            assert (sign * (trees.decision(moved) - base) >= -1e-12).all(), (name, step)
+    assert np.allclose(presence.score_many(lfw_faces), 1 / (1 + np.exp(-base)))
+    assert trees.meta["cutoff"] == DEFAULT_CUTOFF  # the code's cut-off is the fitted one
+
+
+def _stump(threshold: float) -> TreeEnsemble:
+    """One tree: logit < threshold goes left (value -2), else right (+3); baseline 0.5."""
+    nodes = np.zeros((1, 3))
+    return TreeEnsemble(feature=nodes.astype(int), threshold=nodes + [[threshold, 0, 0]],
+                        left=np.array([[1, 0, 0]]), right=np.array([[2, 0, 0]]),
+                        value=np.array([[0.0, -2.0, 3.0]]),
+                        is_leaf=np.array([[False, True, True]]), baseline=0.5,
+                        features=FEATURES, meta={"what": "a stump"})
+
+
+def test_trees_decide_by_hand_and_survive_a_round_trip(tmp_path) -> None:
+    stump = _stump(1.0)
+    x = np.zeros((3, len(FEATURES)))
+    x[:, 0] = [0.0, 1.0, 1.5]  # at the threshold a row goes left
+    assert stump.depth == 1
+    np.testing.assert_allclose(stump.decision(x), [-1.5, -1.5, 3.5])
+    path = tmp_path / "stump.safetensors"
+    stump.save(path)
+    again = TreeEnsemble.load(path)
+    np.testing.assert_allclose(again.decision(x), stump.decision(x))
+    assert again.digest() == stump.digest() != _stump(2.0).digest()
+    assert again.meta == {"what": "a stump"}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bad_tree_files_and_arrays_are_refused(tmp_path) -> None:
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="cannot read the tree model"):
+        TreeEnsemble.load(junk)
+    with pytest.raises(ValueError, match="cannot read the tree model"):
+        TreeEnsemble.load(tmp_path / "absent.safetensors")
+    from safetensors.numpy import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"weight": np.zeros(3)}, str(other), metadata={"format": "something-else"})
+    with pytest.raises(ValueError, match="not a siamface tree model"):
+        TreeEnsemble.load(other)
+    stump = _stump(1.0)
+    with pytest.raises(ValueError, match="points outside"):
+        TreeEnsemble(**{**_arrays(stump), "left": np.array([[7, 0, 0]])},
+                     baseline=0.0, features=FEATURES)
+    with pytest.raises(ValueError, match="a node is its own descendant"):
+        TreeEnsemble(**{**_arrays(stump), "left": np.array([[0, 0, 0]])},
+                     baseline=0.0, features=FEATURES)
+    with pytest.raises(ValueError, match="features"):
+        FacePresence(model=TreeEnsemble(**_arrays(stump), baseline=0.0, features=("logit",)))
+
+
+def _arrays(trees: TreeEnsemble) -> dict[str, np.ndarray]:
+    return {name: getattr(trees, name) for name in ARRAYS}

@@ -49,7 +49,7 @@ the networks in ONNX Runtime.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -64,11 +64,13 @@ from siamface.detect.cascade import (
     resample_crops,
     sigmoid,
 )
+from siamface.detect.trees import TreeEnsemble
 
 if TYPE_CHECKING:
     from siamface.detect.nets import ONet, PNet, RNet
 
-__all__ = ["AGGREGATES", "DEFAULT_CUTOFF", "DEFAULT_WINDOWS", "FacePresence", "grid_windows"]
+__all__ = ["AGGREGATES", "DEFAULT_CUTOFF", "DEFAULT_WINDOWS", "FEATURES", "LINEAR_MODEL",
+           "FacePresence", "grid_windows", "shipped_model"]
 
 _CROPS_PER_RESAMPLE = 512  # crops resampled at once (bounds memory for long lists)
 # A covered region longer than this (pixels) is shrunk first (INTER_AREA): the windows end up
@@ -79,7 +81,25 @@ _EPS = 1e-7
 CONTRAST_TARGET = 0.35  # crop standard deviation aimed at, in O-Net input units ([-1, 1])
 CONTRAST_GAIN = 4.0  # the most a crop's contrast is multiplied by
 AGGREGATES = ("mean", "max")
-SPREAD_WEIGHT = 15.0  # logit lost per unit of landmark spread (calibrated: module docstring)
+
+# What the score is made of, per image (FacePresence.features):
+#   logit         the windows' face logits (each the mean of O-Net's, R-Net's and P-Net's),
+#                 combined by the aggregate (mean or max)
+#   spread        how far O-Net's five landmarks move across the windows (image points, over
+#                 the mean window side)
+#   box_size      the side of the square O-Net's box regression makes of each window, over
+#                 the window side, mean over the windows
+#   mouth_drop    the mouth corners' height below the eyes in O-Net's landmarks, a fraction
+#                 of the window side, mean over the windows
+#   log_contrast  log(0.001 + the crops' standard deviation before the contrast step, in
+#                 O-Net units), mean over the windows
+FEATURES = ("logit", "spread", "box_size", "mouth_drop", "log_contrast")
+# The shipped model's score may only rise with these (+1) and fall with these (-1).
+MONOTONE = {"logit": 1, "spread": -1}
+# The shipped model: boosted trees on FEATURES (scripts/fit_face_presence.py writes it).
+MODEL_FILE = "face-presence.safetensors"
+# The model before the trees: the windows' mean logit less 15 x the landmark spread.
+LINEAR_MODEL: dict[str, float] = {"bias": 0.0, "logit": 1.0, "spread": -15.0}
 
 
 def grid_windows(
@@ -94,7 +114,23 @@ def grid_windows(
 # Side 0.45 (where a centred LFW face sits), at the centre and shifted by 0.08 of the short
 # side in x, y or both: 9 windows, all inside the fallback's 80% square.
 DEFAULT_WINDOWS = grid_windows((0.45,), (-0.08, 0.0, 0.08))
-DEFAULT_CUTOFF = 0.0043  # calibrated: see the module docstring
+DEFAULT_CUTOFF = 0.323  # out of fold: scripts/fit_face_presence.py (module docstring)
+
+
+_SHIPPED: list[TreeEnsemble] = []
+
+
+def shipped_model() -> TreeEnsemble:
+    """The boosted trees that ship in ``siamface/assets`` (read once)."""
+    if not _SHIPPED:
+        from importlib import resources
+
+        path = resources.files("siamface") / "assets" / MODEL_FILE
+        trees = TreeEnsemble.load(str(path))
+        if trees.features != FEATURES:
+            raise ValueError(f"{path} reads features {trees.features}, not {FEATURES}")
+        _SHIPPED.append(trees)
+    return _SHIPPED[0]
 
 
 def _check_image(image: object, index: int) -> np.ndarray:
@@ -139,8 +175,8 @@ class FacePresence:
     crop's contrast first; ``aggregate`` combines the windows' logits (``mean``) or takes the
     best window (``max``); ``use_rnet`` and ``use_pnet`` average R-Net's logit on 24x24 crops
     and P-Net's on 12x12 crops of the same windows with O-Net's, window by window;
-    ``spread_weight`` times O-Net's landmark spread across the windows is subtracted from the
-    aggregated logit. The defaults are the calibrated method;
+    ``model`` maps ``"bias"`` and names of :data:`FEATURES` to weights: the score is the
+    sigmoid of the bias plus the weighted features. The defaults are the calibrated method;
     ``cutoff`` is what :meth:`is_face` compares with.
     """
 
@@ -155,7 +191,7 @@ class FacePresence:
         rnet: RNet | None = None,
         use_pnet: bool = True,
         pnet: PNet | None = None,
-        spread_weight: float = SPREAD_WEIGHT,
+        model: TreeEnsemble | Mapping[str, float] | None = None,
         cutoff: float = DEFAULT_CUTOFF,
     ) -> None:
         wins = np.asarray(windows, dtype=np.float64).reshape(-1, 3)
@@ -163,8 +199,17 @@ class FacePresence:
             raise ValueError(f"windows must be one or more (side > 0, dx, dy), got {windows!r}")
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
-        if not (math.isfinite(spread_weight) and spread_weight >= 0):
-            raise ValueError(f"spread_weight must be finite and >= 0, got {spread_weight!r}")
+        if isinstance(model, Mapping):
+            unknown = set(model) - {"bias", *FEATURES}
+            if unknown or not all(isinstance(v, int | float) and math.isfinite(v)
+                                  for v in model.values()):
+                raise ValueError(f"model must map 'bias' and features from {FEATURES} to "
+                                 f"finite weights, got {dict(model)!r}")
+        elif model is not None and not isinstance(model, TreeEnsemble):
+            raise ValueError(f"model must be None (the shipped trees), a TreeEnsemble or a "
+                             f"mapping of weights, got {type(model).__name__}")
+        if isinstance(model, TreeEnsemble) and model.features != FEATURES:
+            raise ValueError(f"the trees read features {model.features}, not {FEATURES}")
         if not 0 <= cutoff <= 1:
             raise ValueError(f"cutoff must be in [0, 1], got {cutoff!r}")
         self._onet = onet
@@ -175,13 +220,14 @@ class FacePresence:
         self.aggregate = aggregate
         self.use_rnet = bool(use_rnet)
         self.use_pnet = bool(use_pnet)
-        self.spread_weight = float(spread_weight)
+        self._model = ({k: float(v) for k, v in model.items()} if isinstance(model, Mapping)
+                       else model)
         self.cutoff = float(cutoff)
 
     def __repr__(self) -> str:
         return (f"FacePresence(windows={len(self.windows)}, contrast={self.contrast}, "
                 f"aggregate={self.aggregate!r}, use_rnet={self.use_rnet}, "
-                f"use_pnet={self.use_pnet}, spread_weight={self.spread_weight:g}, "
+                f"use_pnet={self.use_pnet}, model={self._model_text()}, "
                 f"cutoff={self.cutoff:g})")
 
     def describe(self) -> dict[str, Any]:
@@ -189,7 +235,28 @@ class FacePresence:
         nets = ["onet", *(["rnet"] * self.use_rnet), *(["pnet"] * self.use_pnet)]
         return {"windows": self.windows.round(6).tolist(), "contrast": self.contrast,
                 "aggregate": self.aggregate, "networks": nets,
-                "spread_weight": self.spread_weight}
+                "model": self._model_text()}
+
+    def _model_text(self) -> str:
+        model = self.model
+        if isinstance(model, TreeEnsemble):
+            return f"trees:{model.digest()}"
+        return "linear:" + ",".join(f"{k}={v:g}" for k, v in sorted(model.items()))
+
+    @property
+    def model(self) -> TreeEnsemble | dict[str, float]:
+        """The trees (the shipped ones unless given) or the linear weights."""
+        if self._model is None:
+            self._model = shipped_model()
+        return self._model
+
+    def decision(self, features: np.ndarray) -> np.ndarray:
+        """(N,) float64 logit of the face probability of (N, len(FEATURES)) features."""
+        model = self.model
+        if isinstance(model, TreeEnsemble):
+            return model.decision(features)
+        weights = np.array([model.get(f, 0.0) for f in FEATURES])
+        return model.get("bias", 0.0) + np.asarray(features, np.float64) @ weights
 
     @property
     def onet(self) -> ONet:
@@ -215,10 +282,11 @@ class FacePresence:
             self._pnet = load_networks()[0]
         return self._pnet
 
-    def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """O-Net's landmarks (N, 10: five x then five y, fractions of the crop) and face
-        logit (N,) of float32 48x48 crops (N, 3, 48, 48)."""
-        return _chunked(self.onet.logits, x)[1:]
+    def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """O-Net's box regression (N, 4: offsets of x0, y0, x1, y1, fractions of the crop
+        side), landmarks (N, 10: five x then five y, fractions of the crop) and face logit
+        (N,) of float32 48x48 crops (N, 3, 48, 48)."""
+        return _chunked(self.onet.logits, x)
 
     def run_rnet(self, x: np.ndarray) -> np.ndarray:
         """R-Net's face logit (N,) of float32 24x24 crops (N, 3, 24, 24)."""
@@ -257,9 +325,12 @@ class FacePresence:
             boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
         return region, boxes
 
-    def crops(self, images: Sequence[np.ndarray], size: int = 48) -> np.ndarray:
+    def crops(self, images: Sequence[np.ndarray], size: int = 48, *,
+              contrast: bool | None = None) -> np.ndarray:
         """The network input: (N * K, 3, size, size) float32 crops of the K windows of every
-        image, normalised as MTCNN does (and contrast-raised when ``contrast``)."""
+        image, normalised as MTCNN does (and contrast-raised when ``contrast``, which
+        defaults to the instance's)."""
+        contrast = self.contrast if contrast is None else contrast
         regions = [self._region(_check_image(im, i)) for i, im in enumerate(images)]
         if not regions:
             return np.zeros((0, 3, size, size), np.float32)
@@ -269,7 +340,7 @@ class FacePresence:
         boxes = np.concatenate([r[1] for r in regions])
         index = np.repeat(np.arange(len(regions)), len(self.windows))
         x = resample_crops(table, meta, index, boxes, size, sizes, MEAN, SCALE)
-        return _raise_contrast(x) if self.contrast else x
+        return _raise_contrast(x) if contrast else x
 
     def landmark_spread(self, images: Sequence[np.ndarray], marks: np.ndarray) -> np.ndarray:
         """(N,) float64: how far O-Net's landmarks (``marks``, (N * K, 10) over the K windows
@@ -288,29 +359,41 @@ class FacePresence:
         return out
 
     def window_votes(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(N, K) float64 face logit of each window of each image and (N,) landmark spread
-        (:meth:`landmark_spread`)."""
+        """(N, K) float64 face logit of each window of each image and (N, len(FEATURES))
+        float64 features (:data:`FEATURES`; ``logit`` is the windows' logits aggregated)."""
         images = list(images)
         k = len(self.windows)
         per_step = max(1, _CROPS_PER_RESAMPLE // k)
-        logits, spreads = [np.zeros((0, k))], [np.zeros(0)]
+        logits, features = [np.zeros((0, k))], [np.zeros((0, len(FEATURES)))]
         for start in range(0, len(images), per_step):
             chunk = images[start:start + per_step]
-            marks, onet = self.run_onet(self.crops(chunk, 48))
+            raw = self.crops(chunk, 48, contrast=False)
+            contrast = raw.reshape(len(chunk), k, -1).std(axis=2, ddof=1).mean(axis=1)
+            reg, marks, onet = self.run_onet(_raise_contrast(raw) if self.contrast else raw)
             votes = [_logit(onet)]
             if self.use_rnet:
                 votes.append(_logit(self.run_rnet(self.crops(chunk, 24))))
             if self.use_pnet:
                 votes.append(_logit(self.run_pnet(self.crops(chunk, 12))))
-            logits.append(np.mean(votes, axis=0).reshape(len(chunk), k))
-            spreads.append(self.landmark_spread(chunk, marks))
-        return np.concatenate(logits), np.concatenate(spreads)
+            z = np.mean(votes, axis=0).reshape(len(chunk), k)
+            logits.append(z)
+            reg = reg.astype(np.float64).reshape(len(chunk), k, 4)
+            box_size = np.maximum(1 + reg[..., 2] - reg[..., 0], 1 + reg[..., 3] - reg[..., 1])
+            m = marks.astype(np.float64).reshape(len(chunk), k, 10)
+            mouth_drop = (m[..., 8] + m[..., 9] - m[..., 5] - m[..., 6]) / 2
+            agg = z.mean(axis=1) if self.aggregate == "mean" else z.max(axis=1)
+            features.append(np.stack([agg, self.landmark_spread(chunk, marks),
+                                      box_size.mean(axis=1), mouth_drop.mean(axis=1),
+                                      np.log(0.001 + contrast.astype(np.float64))], axis=1))
+        return np.concatenate(logits), np.concatenate(features)
+
+    def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, len(FEATURES)) float64: what the score of each image is made of."""
+        return self.window_votes(images)[1]
 
     def score_many(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Face probability (N,) float64 in [0, 1] of each image's fallback region."""
-        z, spread = self.window_votes(images)
-        z = z.mean(axis=1) if self.aggregate == "mean" else z.max(axis=1, initial=-np.inf)
-        z = z - self.spread_weight * spread
+        z = self.decision(self.features(images))
         return 1.0 / (1.0 + np.exp(-z))
 
     def score(self, image: np.ndarray) -> float:

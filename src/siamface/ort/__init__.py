@@ -126,11 +126,12 @@ class OnnxFacePresence(FacePresence):
         super().__init__(**kwargs)
         self._rnet_session, self._onet_session, self._pnet_session = rnet, onet, pnet
 
-    def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run_onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not len(x):
-            return np.zeros((0, 10), np.float32), np.zeros(0, np.float32)
-        out = _run(self._onet_session, x)
-        return out[1], out[2]
+            return (np.zeros((0, 4), np.float32), np.zeros((0, 10), np.float32),
+                    np.zeros(0, np.float32))
+        reg, marks, logit = _run(self._onet_session, x)[:3]
+        return reg, marks, logit
 
     def run_rnet(self, x: np.ndarray) -> np.ndarray:
         return _run(self._rnet_session, x)[1] if len(x) else np.zeros(0, np.float32)
