@@ -12,7 +12,8 @@ MTCNN found on its own, the share found with the retries (and which retry), and,
 photos MTCNN missed, the share that still get a verdict under ``--fallback-policy auto``
 (found by a retry, or a centre crop that passes the face-presence check).
 Non-faces: ``bench_face_presence.negative_images`` (noise, flat colours, gradients, patterns,
-scikit-learn's two photos and crops of them); of those MTCNN misses, how many a retry takes
+scikit-learn's two photos and crops of them) and ``--more-photos`` from scikit-image's 16
+photos without people (``more_negative_images``); of those MTCNN misses, how many a retry takes
 for a face, and how many are rejected in the end (no retry finds one and the presence check
 refuses the centre crop).
 Clean cost: the median time of ``FacePipeline.crop`` on ``--timed`` clean LFW images with and
@@ -78,11 +79,11 @@ def faces(pipeline, originals: list[np.ndarray], severities: list[int], seed: in
                   flush=True)
 
 
-def non_faces(pipeline, n: int, seed: int) -> None:
+def non_faces(pipeline, n: int, more: int, seed: int) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_face_presence import negative_images
+    from bench_face_presence import more_negative_images, negative_images
 
-    samples = negative_images(n, seed)
+    samples = negative_images(n, seed) + more_negative_images(more, seed)
     crops = _crops(pipeline, [im for _, im in samples])
     first = [(f, c) for (f, _), c in zip(samples, crops) if c.detected_by == "detector"]
     missed = [(f, c) for (f, _), c in zip(samples, crops) if c.detected_by != "detector"]
@@ -116,6 +117,8 @@ def main() -> int:
     p.add_argument("--images", type=int, default=300)
     p.add_argument("--severities", type=int, nargs="+", choices=SEVERITIES, default=[3, 4])
     p.add_argument("--non-faces", type=int, default=600)
+    p.add_argument("--more-photos", type=int, default=600,
+                   help="more non-faces from scikit-image's photos (bench_face_presence)")
     p.add_argument("--timed", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -131,7 +134,7 @@ def main() -> int:
         clean_cost(pipeline, bare, originals[:args.timed])
     faces(pipeline, originals, args.severities, args.seed)
     if args.non_faces:
-        non_faces(pipeline, args.non_faces, args.seed)
+        non_faces(pipeline, args.non_faces, args.more_photos, args.seed)
     return 0
 
 

@@ -271,3 +271,26 @@ def test_bad_tree_files_and_arrays_are_refused(tmp_path) -> None:
 
 def _arrays(trees: TreeEnsemble) -> dict[str, np.ndarray]:
     return {name: getattr(trees, name) for name in ARRAYS}
+
+
+def test_flattened_trees_match_scikit_learn() -> None:
+    """scripts/fit_face_presence.py's conversion: the same logits as scikit-learn's own, with
+    the monotone constraints the shipped model promises."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "fit_face_presence.py"
+    spec = importlib.util.spec_from_file_location("fit_face_presence", path)
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(600, len(FEATURES)))
+    label = (x[:, 0] - x[:, 1] + 0.5 * x[:, 2] * x[:, 3] + rng.normal(0, 0.5, 600)) > 0
+    clf = fit.fit_trees(x, label)
+    trees = fit.to_ensemble(clf, {"what": "synthetic"})
+    probe = rng.normal(size=(300, len(FEATURES))) * 2
+    np.testing.assert_allclose(trees.decision(probe), clf.decision_function(probe), atol=1e-9)
+    assert trees.depth <= fit.TREE_PARAMS["max_depth"]
+    up = probe.copy()
+    up[:, 0] += 1.0
+    assert (trees.decision(up) >= trees.decision(probe) - 1e-12).all()

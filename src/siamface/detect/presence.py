@@ -17,32 +17,38 @@ that region, from the three networks MTCNN already ships
   flat image stays flat.
 * networks: each window's logit is the mean of O-Net's (48x48 crop), R-Net's (24x24 crop of
   the same window) and P-Net's (12x12 crop: its one output cell).
-* aggregation: the score is the sigmoid of the mean logit over the windows (a face scores
-  high in every window; a texture that fools the networks in one window rarely does in all)
-  minus ``SPREAD_WEIGHT`` times the landmark spread: O-Net also places the five landmarks in
-  each window, and for a face they land on the same image points whichever window looked
-  (median spread 0.115 of the window side on distorted LFW misses), while on a texture they
-  wander (0.16-0.22 for the crops of photos that pass without it).
+* features (:data:`FEATURES`): the windows' mean logit (a face scores high in every window; a
+  texture that fools the networks in one window rarely does in all); the landmark spread
+  (O-Net places five landmarks in each window, and on a face they land on the same image
+  points whichever window looks, median spread 0.115 of the window side on distorted LFW
+  misses, while on textures they wander, 0.16-0.22); the side of the box O-Net's regression
+  makes of each window; how far below the eyes it puts the mouth; and the crops' contrast
+  before the contrast step. All come from the one pass of each network.
+* model: boosted trees (:mod:`siamface.detect.trees`, shipped in ``assets/`` as
+  ``face-presence.safetensors``; 200 trees of depth 3, the score only rises with the logit and
+  only falls with the spread) turn the features into the face probability.
 
-A face that fills the whole image is too big for the windows: LFW photos cropped to
-MTCNN's own face box score low (27% pass), with 1.2x that box 97% pass, with 1.5x or more
-all pass. Images of tightly pre-cropped faces want ``fallback_policy="always"``.
+A face that fills the whole image is too big for the windows: of 150 LFW photos cropped to
+MTCNN's own face box 32% pass (the linear score before the trees: 87%), with 1.2x that box
+98.7%, with 1.5x or 2x 99.3%. Images of tightly pre-cropped faces want
+``fallback_policy="always"``.
 
-``score >= DEFAULT_CUTOFF`` means "a face is there". Calibration (see
-benchmarks/bench_face_presence.py for the data and figures): the cut-off is the middle (in logit
-space) of the range where both rates reach 99% on 3,000 LFW View 2 images distorted by every
-``siamface.augment`` kind (the 364 that MTCNN then misses) and 599 generated and natural
-non-face images (noise, flat colours, gradients, patterns, blobs, tiny images, scikit-learn's
-two photos and crops of them): at 0.0043 (that range is 0.0028 to 0.0067), 362/364 misses
-(99.45%) pass and 596/599 (99.5%) are rejected. ``SPREAD_WEIGHT`` is the one that gave that
-range its widest (in logit units; weights 0-40 tried on that draw only). On a held-out draw (seed 1: 255
-misses, 1,199 non-faces) 99.6% pass and 99.1% are rejected (without the spread term: 99.2% and
-98.75%; crops of the photos are most of the false passes); on an untouched third draw (seed 2:
-116 misses, 1,199 non-faces) 97.4% pass and 98.6% are rejected. All clean LFW images of every
-draw pass. Without P-Net's vote, no cut-off reached 99% on both sides.
+``score >= DEFAULT_CUTOFF`` means "a face is there". Fitting and calibration
+(scripts/fit_face_presence.py on sets benchmarks/bench_face_presence.py collects): five draws
+(seeds 0-4) of LFW View 2 images distorted by every ``siamface.augment`` kind, once and twice,
+keeping those MTCNN misses (1,148 single, 2,948 double), and of generated and natural
+non-face images MTCNN also misses (8,369: noise, flat colours, gradients, patterns, blobs, tiny
+images, scikit-learn's two photos and scikit-image's sixteen without people, whole and cropped).
+Each draw is scored by trees fitted on the other four; the cut-off 0.323 is the middle (in logit
+space) of the range where the pooled held-out rates both reach 99%: 1,138/1,148 single misses
+(99.13%) pass and 8,312/8,369 non-faces (99.32%) are rejected, per draw 97.4-99.6% and
+99.05-99.50%. On two further draws never used (seeds 5 and 6) the shipped trees pass 343/346
+(99.13%; 98.28% and 100%) and reject 3,558/3,576 (99.50%); the linear score they replace
+(logit less 15 x spread, cut-off 0.0043) passes 344/346 there but rejects only 97.62%. All
+clean LFW images of every draw pass.
 
-The module is pure: it reads no files but the MTCNN weights and writes nothing. Everything but
-the network calls is numpy; :class:`siamface.ort.OnnxFacePresence` runs the same code with
+The module is pure: it reads no files but the MTCNN weights and the trees, and writes
+nothing. Everything but the network calls is numpy; :class:`siamface.ort.OnnxFacePresence` runs the same code with
 the networks in ONNX Runtime.
 """
 
@@ -175,8 +181,10 @@ class FacePresence:
     crop's contrast first; ``aggregate`` combines the windows' logits (``mean``) or takes the
     best window (``max``); ``use_rnet`` and ``use_pnet`` average R-Net's logit on 24x24 crops
     and P-Net's on 12x12 crops of the same windows with O-Net's, window by window;
-    ``model`` maps ``"bias"`` and names of :data:`FEATURES` to weights: the score is the
-    sigmoid of the bias plus the weighted features. The defaults are the calibrated method;
+    ``model`` turns :data:`FEATURES` into the score's logit: ``None`` for the shipped trees
+    (:func:`shipped_model`), a :class:`~siamface.detect.trees.TreeEnsemble`, or a mapping of
+    ``"bias"`` and feature names to weights (a linear score; :data:`LINEAR_MODEL` is the one
+    before the trees). The defaults are the calibrated method;
     ``cutoff`` is what :meth:`is_face` compares with.
     """
 
