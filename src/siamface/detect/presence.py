@@ -333,22 +333,32 @@ class FacePresence:
             boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
         return region, boxes
 
-    def crops(self, images: Sequence[np.ndarray], size: int = 48, *,
-              contrast: bool | None = None) -> np.ndarray:
-        """The network input: (N * K, 3, size, size) float32 crops of the K windows of every
-        image, normalised as MTCNN does (and contrast-raised when ``contrast``, which
-        defaults to the instance's)."""
-        contrast = self.contrast if contrast is None else contrast
+    def _crop_source(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """What every crop size is resampled from: the integral images of the covered
+        regions and the windows in them (built once per chunk, shared by the three nets)."""
         regions = [self._region(_check_image(im, i)) for i, im in enumerate(images)]
-        if not regions:
-            return np.zeros((0, 3, size, size), np.float32)
         arrays = [r[0] for r in regions]
         table, meta = integral_images(arrays)
         sizes = np.array([a.shape[:2] for a in arrays], dtype=np.int64)
         boxes = np.concatenate([r[1] for r in regions])
         index = np.repeat(np.arange(len(regions)), len(self.windows))
+        return table, meta, index, boxes, sizes
+
+    @staticmethod
+    def _resample(source: tuple[np.ndarray, ...], size: int, contrast: bool) -> np.ndarray:
+        table, meta, index, boxes, sizes = source
         x = resample_crops(table, meta, index, boxes, size, sizes, MEAN, SCALE)
         return _raise_contrast(x) if contrast else x
+
+    def crops(self, images: Sequence[np.ndarray], size: int = 48, *,
+              contrast: bool | None = None) -> np.ndarray:
+        """The network input: (N * K, 3, size, size) float32 crops of the K windows of every
+        image, normalised as MTCNN does (and contrast-raised when ``contrast``, which
+        defaults to the instance's)."""
+        if not len(images):
+            return np.zeros((0, 3, size, size), np.float32)
+        contrast = self.contrast if contrast is None else contrast
+        return self._resample(self._crop_source(images), size, contrast)
 
     def landmark_spread(self, images: Sequence[np.ndarray], marks: np.ndarray) -> np.ndarray:
         """(N,) float64: how far O-Net's landmarks (``marks``, (N * K, 10) over the K windows
@@ -375,14 +385,15 @@ class FacePresence:
         logits, features = [np.zeros((0, k))], [np.zeros((0, len(FEATURES)))]
         for start in range(0, len(images), per_step):
             chunk = images[start:start + per_step]
-            raw = self.crops(chunk, 48, contrast=False)
+            source = self._crop_source(chunk)
+            raw = self._resample(source, 48, contrast=False)
             contrast = raw.reshape(len(chunk), k, -1).std(axis=2, ddof=1).mean(axis=1)
             reg, marks, onet = self.run_onet(_raise_contrast(raw) if self.contrast else raw)
             votes = [_logit(onet)]
             if self.use_rnet:
-                votes.append(_logit(self.run_rnet(self.crops(chunk, 24))))
+                votes.append(_logit(self.run_rnet(self._resample(source, 24, self.contrast))))
             if self.use_pnet:
-                votes.append(_logit(self.run_pnet(self.crops(chunk, 12))))
+                votes.append(_logit(self.run_pnet(self._resample(source, 12, self.contrast))))
             z = np.mean(votes, axis=0).reshape(len(chunk), k)
             logits.append(z)
             reg = reg.astype(np.float64).reshape(len(chunk), k, 4)

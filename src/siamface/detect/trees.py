@@ -96,11 +96,14 @@ class TreeEnsemble:
         return self.baseline + self.value[trees, node].sum(axis=1)
 
     def digest(self) -> str:
-        """sha256 (16 hex digits) of the arrays and the feature names: what decides scores."""
-        h = hashlib.sha256(json.dumps([self.features, self.baseline]).encode())
-        for name in ARRAYS:
-            h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
-        return h.hexdigest()[:16]
+        """sha256 (16 hex digits) of the arrays and the feature names: what decides scores
+        (computed once; the arrays are not meant to change after construction)."""
+        if not hasattr(self, "_digest"):
+            h = hashlib.sha256(json.dumps([self.features, self.baseline]).encode())
+            for name in ARRAYS:
+                h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
+            self._digest = h.hexdigest()[:16]
+        return self._digest
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a safetensors file (to a temporary name, then renamed)."""
