@@ -181,6 +181,58 @@ def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
             _load_done(folder, n) > 0)
 
 
+def view_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int, view, n_views: int,
+               tag: str, cache: Path = DEFAULT_CACHE, seed: int = 0, batch_size: int = 64,
+               verbose: bool = True) -> np.ndarray:
+    """Trunk activations after ``boundary`` groups of ``n_views`` calls of ``view(chip, seed)``
+    per chip in ``mask`` (the trainer's ``augment_views``, seeded per image index as
+    ``siamface.train.features.make_views`` seeds them): a float32 memmap (N, n_views, ...)
+    under a folder named by ``tag`` (which must name the view function), filled
+    incrementally."""
+    import torch
+
+    from siamface.faces import FacePipeline
+    from siamface.train.features import GroupRunner
+
+    runner = GroupRunner(model.backbone)
+    size = model.backbone.config.input_size
+    with torch.inference_mode():
+        shape = tuple(runner.run(torch.zeros(1, 3, size, size), 0, boundary).shape[1:])
+    sha = (model.backbone.config.sha256 or "none")[:12]
+    folder = (cache / "lfw-views" / f"{pipeline_key(FacePipeline(crop='aligned'))}-{sha}-"
+              f"b{boundary}-{tag}-v{n_views}-s{seed}")
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(chips)
+    file = folder / "acts.f32"
+    if not file.exists():
+        with open(file, "ab") as fh:
+            fh.truncate(n * n_views * int(np.prod(shape)) * 4)
+    acts = np.memmap(file, dtype=np.float32, mode="r+", shape=(n, n_views, *shape))
+    done_file = folder / "done-0.npy"
+    done = _load_done(folder, n) > 0
+    todo = np.flatnonzero(mask & ~done)
+    start = time.time()
+    with torch.inference_mode():
+        for k in range(0, len(todo), batch_size):
+            idx = todo[k:k + batch_size]
+            for v in range(n_views):
+                batch = np.stack([view(np.asarray(chips[i]), seed * 1_000_003 + int(i) * 101 + v)
+                                  for i in idx])
+                acts[idx, v] = runner.run(model.backbone.preprocess(batch), 0,
+                                          boundary).numpy()
+            done[idx] = True
+            if (k // batch_size) % 8 == 7 or k + batch_size >= len(todo):
+                acts.flush()
+                tmp = done_file.with_name(f".{done_file.name}")
+                np.save(tmp, done.astype(np.int8))
+                tmp.replace(done_file)
+                if verbose:
+                    rate = (k + len(idx)) / (time.time() - start)
+                    print(f"view cache {tag}: {k + len(idx)}/{len(todo)} ({rate:.1f} img/s)",
+                          file=sys.stderr, flush=True)
+    return np.memmap(file, dtype=np.float32, mode="r", shape=(n, n_views, *shape))
+
+
 @dataclass
 class LfwTraining:
     """What both the trained benchmark and the default-model script start from: LFW in
@@ -195,6 +247,7 @@ class LfwTraining:
     low: int
     store: np.ndarray
     available: np.ndarray
+    extra: np.ndarray | None = None  # the config's augment_views, for training rows only
 
 
 def lfw_training(config, lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *,
@@ -208,20 +261,35 @@ def lfw_training(config, lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *
     boundaries = [runner.boundary(s.unlocked_groups) for _, s in config.stages()]
     low = min(boundaries)
     store, done = trunk_cache(model, chips, avail, low, cache)
-    return LfwTraining(dataset, chips, model, runner, boundaries, low, store, avail & done)
+    extra = None
+    if config.data.augment_views:
+        from siamface.train.run import augment_function
+
+        tag = config.data.augment
+        if tag == "distortions":
+            tag += "-" + "".join(map(str, config.data.distortion_severities))
+        extra = view_cache(model, chips, avail & done, low,
+                           augment_function(config, model.backbone.config.input_size),
+                           config.data.augment_views, tag, cache, seed=config.run.seed)
+    return LfwTraining(dataset, chips, model, runner, boundaries, low, store, avail & done,
+                       extra)
 
 
 def stage_activations(runner, store: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-                      low: int, boundaries: list[int], val_views: int
-                      ) -> dict[int, tuple[object, object]]:
+                      low: int, boundaries: list[int], val_views: int,
+                      extra: np.ndarray | None = None) -> dict[int, tuple[object, object]]:
     """The trainer's ``activations`` argument from the trunk cache: training rows with every
-    cached view and validation rows with their first ``val_views`` views, moved up from
-    ``low`` to each stage's boundary."""
+    cached view (and the ``extra`` views of :func:`view_cache` after them) and validation
+    rows with their first ``val_views`` views, moved up from ``low`` to each stage's
+    boundary."""
     import torch
 
     from siamface.train.features import advance
 
-    train_low = torch.from_numpy(np.asarray(store[train_idx]))
+    rows = np.asarray(store[train_idx])
+    if extra is not None:
+        rows = np.concatenate([rows, np.asarray(extra[train_idx])], axis=1)
+    train_low = torch.from_numpy(rows)
     val_low = torch.from_numpy(np.asarray(store[val_idx][:, :val_views]))
     return {b: (advance(runner, train_low, low, b), advance(runner, val_low, low, b))
             for b in sorted(set(boundaries))}

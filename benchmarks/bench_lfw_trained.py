@@ -17,6 +17,10 @@ Usage (repository root):
     PYTHONPATH=src .venv/bin/python benchmarks/bench_lfw_trained.py --limit-folds 1
     ... --distort all            # also each distortion kind on the second image of each
                                  # pair (on its chip), with the same trained models
+    ... --distort all --severity 4   # ... at severity 4 (default 3)
+    ... --set data.augment=distortions --set data.augment_views=2
+                                 # train on two distorted views per image besides the clean
+                                 # ones (cached once for all folds)
     ... --set stage2.epochs=5    # any training config override
 ``--allow-partial`` uses whatever chips the cache already holds (pairs with a missing image
 are left out and counted).
@@ -54,14 +58,15 @@ def _heads(model, acts: torch.Tensor, start: int) -> tuple[np.ndarray, np.ndarra
 
 
 @torch.no_grad()
-def _distorted_features(model, runner, chips, idx: np.ndarray, kind: str, start: int
-                        ) -> torch.Tensor:
+def _distorted_features(model, runner, chips, idx: np.ndarray, kind: str, start: int,
+                        severity: int) -> torch.Tensor:
     """Trunk activations (N, 2, ...) of the distorted chips and their mirror images."""
     from siamface.augment import distort
 
     out = []
     for i in range(0, len(idx), 64):
-        batch = np.stack([distort(np.asarray(chips[j]), kind, seed=int(j)) for j in idx[i:i + 64]])
+        batch = np.stack([distort(np.asarray(chips[j]), kind, seed=int(j), severity=severity)
+                          for j in idx[i:i + 64]])
         views = [runner.run(model.backbone.preprocess(v), 0, start)
                  for v in (batch, np.ascontiguousarray(batch[:, :, ::-1]))]
         out.append(torch.stack(views, dim=1))
@@ -90,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distort", default=None, metavar="KINDS",
                         help="also score each fold with the second image of each pair "
                              "distorted: comma-separated siamface.augment kinds, or 'all'")
+    parser.add_argument("--severity", type=int, default=3, choices=(1, 2, 3, 4, 5),
+                        help="severity of --distort (siamface.augment.SEVERITIES)")
     parser.add_argument("--allow-partial", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-lfw-trained"))
     parser.add_argument("--val-fraction", type=float, default=0.1)
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         t = time.time()
         second[kind] = dict(zip(need.tolist(), _distorted_features(
-            model0, runner, chips, need, kind, low).numpy()))
+            model0, runner, chips, need, kind, low, args.severity).numpy()))
         print(f"distorted second images: {kind} ({time.time() - t:.0f} s)", flush=True)
 
     def second_acts(b_idx: np.ndarray, kind: str | None = None) -> torch.Tensor:
@@ -180,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         pos = {r.path: i for r, i in zip(train_all, train_idx)}
         tr_idx = np.array([pos[r.path] for r in tr])
         va_idx = np.array([pos[r.path] for r in va])
-        acts = stage_activations(runner, store, tr_idx, va_idx, low, boundaries, n_views)
+        acts = stage_activations(runner, store, tr_idx, va_idx, low, boundaries, n_views,
+                                 lfw.extra)
         empty = np.zeros((0, 150, 150, 3), np.uint8)
         data = TrainData(tr, va, empty, empty)
         cfg = apply_overrides(config, [f"run.out_dir={args.out / f'fold{k}'}"])

@@ -13,6 +13,7 @@ from siamface.augment import (
     SEVERITIES,
     distort,
     distortion_transform,
+    distortion_views,
     train_augmentation,
 )
 from siamface.data import distortion_tag
@@ -105,3 +106,25 @@ def test_train_augmentation_seeded_and_shape_preserving(face):
                          "CoarseDropout"]
     with pytest.raises(UnknownNameError, match="unknown distortion 'snow'; valid: motion_blur"):
         train_augmentation(distortions=("snow",), distortion_p=0.5)
+
+
+def test_distortion_views_draw_kind_and_severity_from_the_seed(face):
+    view = distortion_views((4,), kinds=("fog", "noise"))
+    outputs = [view(face, seed) for seed in range(12)]
+    assert all(np.array_equal(o, view(face, seed)) for seed, o in enumerate(outputs))
+    assert all(o.shape == face.shape and o.dtype == np.uint8 for o in outputs)
+    # each output is one of the two kinds at severity 4 with some seed, mirrored or not
+    for seed, out in enumerate(outputs):
+        rng = np.random.default_rng(seed)
+        kind = ("fog", "noise")[int(rng.integers(2))]
+        rng.integers(1)
+        expected = distort(face, kind, seed=int(rng.integers(2**31)), severity=4)
+        mirrored = rng.random() < 0.5
+        assert np.array_equal(out, expected[:, ::-1] if mirrored else expected)
+    assert len({o.tobytes() for o in outputs}) == len(outputs)
+    with pytest.raises(ValueError, match="severity must be one of"):
+        distortion_views((6,))
+    with pytest.raises(UnknownNameError, match="unknown distortion 'snow'"):
+        distortion_views(kinds=("snow",))
+    with pytest.raises(ValueError, match="at least one kind"):
+        distortion_views(())

@@ -38,6 +38,7 @@ __all__ = [
     "SEVERITIES",
     "distort",
     "distortion_transform",
+    "distortion_views",
     "train_augmentation",
 ]
 
@@ -180,6 +181,28 @@ def distort(image: np.ndarray, kind: str, seed: int = 0, *,
     side = min(image.shape[:2])
     pipeline = A.Compose(_BUILDERS[kind](side, level), seed=int(seed))
     return pipeline(image=np.ascontiguousarray(image))["image"]
+
+
+def distortion_views(severities: Sequence[int] = (3, 4),
+                     kinds: Sequence[str] = DISTORTIONS) -> Callable[[np.ndarray, int], np.ndarray]:
+    """A view function ``view(chip, seed)`` for training on distorted faces: each call draws
+    one kind of ``kinds`` and one severity of ``severities`` from ``seed``, distorts the chip
+    with them (:func:`distort`) and mirrors it half of the time. Deterministic in ``seed``."""
+    kinds = tuple(kinds)
+    levels = tuple(_check_severity(s) for s in severities)
+    if not kinds or not levels:
+        raise ValueError("distortion_views needs at least one kind and one severity")
+    for kind in kinds:
+        _check_kind(kind)
+
+    def view(chip: np.ndarray, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(int(seed))
+        kind = kinds[int(rng.integers(len(kinds)))]
+        level = levels[int(rng.integers(len(levels)))]
+        out = distort(chip, kind, seed=int(rng.integers(2**31)), severity=level)
+        return np.ascontiguousarray(out[:, ::-1]) if rng.random() < 0.5 else out
+
+    return view
 
 
 def train_augmentation(

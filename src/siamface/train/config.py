@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siamface.augment import SEVERITIES
 from siamface.data import LAYOUTS
 from siamface.errors import ConfigError, UnknownNameError
 from siamface.faces import FALLBACK_POLICIES
@@ -44,6 +45,9 @@ MONITORS = ("val_total", "val_verification", "val_accuracy_cv")
 GENDER_LOSSES = ("bce", "focal")
 
 
+AUGMENTATIONS = ("standard", "distortions")
+
+
 def _choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise UnknownNameError(kind, value, valid)
@@ -56,8 +60,11 @@ class DataConfig:
     layout: one of :data:`siamface.data.LAYOUTS` (``auto`` guesses). FACECOM trains on
         Task_B/train and validates on Task_B/val; other layouts are split by person.
     val_fraction: person-wise validation share where the layout has no validation split.
-    views: cached views per image: ``orig``, ``flip``, plus ``augment_views`` random
-        albumentations views (training only; validation always uses ``orig``).
+    views: cached views per image: ``orig``, ``flip``, plus ``augment_views`` random views
+        (training only; validation always uses ``orig``) made by ``augment``: ``standard``
+        (``siamface.augment.train_augmentation``) or ``distortions`` (one kind of
+        ``siamface.augment.DISTORTIONS`` at one of ``distortion_severities`` per view,
+        ``siamface.augment.distortion_views``).
     exclude_persons_file: persons (one per line) never used, e.g. a benchmark fold's people.
     """
 
@@ -73,6 +80,8 @@ class DataConfig:
     fallback_policy: str = "auto"
     views: tuple[str, ...] = ("orig", "flip")
     augment_views: int = 0
+    augment: str = "standard"
+    distortion_severities: tuple[int, ...] = (3, 4)
     cache_dir: str | None = None
     exclude_persons_file: str | None = None
 
@@ -87,6 +96,12 @@ class DataConfig:
             raise ConfigError("data.views must include 'orig' (validation uses it)")
         if self.augment_views < 0:
             raise ConfigError(f"data.augment_views must be >= 0, got {self.augment_views}")
+        _choice("augmentation", self.augment, AUGMENTATIONS)
+        if not self.distortion_severities or any(
+                isinstance(s, bool) or s not in SEVERITIES for s in self.distortion_severities):
+            raise ConfigError("data.distortion_severities must be a non-empty list of "
+                              f"{', '.join(map(str, SEVERITIES))}, got "
+                              f"{list(self.distortion_severities)}")
 
 
 @dataclass(frozen=True)

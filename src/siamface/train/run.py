@@ -140,11 +140,14 @@ def _pairs_per_epoch(config: TrainConfig, dataset: FaceDataset) -> int:
     return max(int(n), config.run.batch_size)
 
 
-def _augment_fn(config: TrainConfig, size: int):
+def augment_function(config: TrainConfig, size: int):
+    """The ``augment(chip, seed)`` that makes the config's ``augment_views`` (None without)."""
     if config.data.augment_views == 0:
         return None
-    from siamface.augment import train_augmentation
+    from siamface.augment import distortion_views, train_augmentation
 
+    if config.data.augment == "distortions":
+        return distortion_views(config.data.distortion_severities)
     aug = train_augmentation(image_size=size, seed=config.run.seed)
     return lambda chip, seed: aug(image=np.ascontiguousarray(chip))["image"]
 
@@ -170,7 +173,7 @@ def compute_activations(model: SiameseMultiTask, runner: GroupRunner, data: Trai
     try:
         train_low = trunk_activations(
             backbone, runner, data.train_chips, low, views=config.data.views,
-            augment=_augment_fn(config, size), augment_views=config.data.augment_views,
+            augment=augment_function(config, size), augment_views=config.data.augment_views,
             seed=config.run.seed, batch_size=config.run.feature_batch_size, device=device,
             progress=lambda n: bar.update(n * n_views))
         val_low = trunk_activations(backbone, runner, data.val_chips, low, views=val_views,
