@@ -277,11 +277,13 @@ def lfw_training(config, lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *
 
 def stage_activations(runner, store: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
                       low: int, boundaries: list[int], val_views: int,
-                      extra: np.ndarray | None = None) -> dict[int, tuple[object, object]]:
+                      extra: np.ndarray | None = None, config=None, chips=None
+                      ) -> dict[int, tuple[object, object]]:
     """The trainer's ``activations`` argument from the trunk cache: training rows with every
     cached view (and the ``extra`` views of :func:`view_cache` after them) and validation
     rows with their first ``val_views`` views, moved up from ``low`` to each stage's
-    boundary."""
+    boundary. With ``config.data.val_distorted`` the validation rows are followed by those of
+    the images' distorted copies (computed here from ``chips``), as the trainer expects."""
     import torch
 
     from siamface.train.features import advance
@@ -291,6 +293,14 @@ def stage_activations(runner, store: np.ndarray, train_idx: np.ndarray, val_idx:
         rows = np.concatenate([rows, np.asarray(extra[train_idx])], axis=1)
     train_low = torch.from_numpy(rows)
     val_low = torch.from_numpy(np.asarray(store[val_idx][:, :val_views]))
+    if config is not None and config.data.val_distorted:
+        from siamface.train.features import trunk_activations
+        from siamface.train.run import distorted_validation_chips
+
+        copies = distorted_validation_chips(config, np.asarray(chips[val_idx]))
+        views = ("orig", "flip")[:val_views]
+        val_low = torch.cat([val_low, trunk_activations(runner.backbone, runner, copies, low,
+                                                        views=views)])
     return {b: (advance(runner, train_low, low, b), advance(runner, val_low, low, b))
             for b in sorted(set(boundaries))}
 

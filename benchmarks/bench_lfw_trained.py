@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         tr_idx = np.array([pos[r.path] for r in tr])
         va_idx = np.array([pos[r.path] for r in va])
         acts = stage_activations(runner, store, tr_idx, va_idx, low, boundaries, n_views,
-                                 lfw.extra)
+                                 lfw.extra, config, chips)
         empty = np.zeros((0, 150, 150, 3), np.uint8)
         data = TrainData(tr, va, empty, empty)
         cfg = apply_overrides(config, [f"run.out_dir={args.out / f'fold{k}'}"])

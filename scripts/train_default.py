@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     tr = np.array([index[r.path] for r in train_ds])
     va = np.array([index[r.path] for r in val_ds])
     acts = stage_activations(runner, store, tr, va, low, boundaries,
-                             len(validation_views(config)), lfw.extra)
+                             len(validation_views(config)), lfw.extra, config,
+                             lfw.chips)
     empty = np.zeros((0, 150, 150, 3), np.uint8)
     print(f"training on {len(train_ds)} images / {len(train_ds.persons())} people; "
           f"validation {len(val_ds)} images / {len(val_ds.persons())} people "

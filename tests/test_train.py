@@ -365,3 +365,27 @@ def test_no_gender_labels_means_no_trained_gender_head(lfw_dir, tmp_path):
     assert rc == 0
     info = read_checkpoint_info(out / "model.safetensors")
     assert info.gender_trained is False
+
+
+@pytest.mark.lfw
+@pytest.mark.slow
+def test_training_on_distorted_views_calibrates_on_distorted_pairs(facecom, tmp_path, capsys):
+    from siamface.checkpoint import read_checkpoint_info
+    from siamface.cli.main import main
+    from siamface.train import apply_overrides, load_config
+    from siamface.train.run import distorted_pairs
+
+    out = tmp_path / "run"
+    rc = main(["train", "--config", TINY, "--data", str(facecom), "--out", str(out),
+               "--set", "stage2.epochs=1", "--set", "data.augment=distortions",
+               "--set", "data.augment_views=1", "--set", "data.distortion_severities=[4]",
+               "--set", "data.val_distorted=0.5"])
+    assert rc == 0, capsys.readouterr().err
+    info = read_checkpoint_info(out / "model.safetensors")
+    assert info.threshold_source == ("youden on validation pairs (50% with a distorted second "
+                                     "image)")
+    assert info.training["config"]["data"]["augment"] == "distortions"
+    config = apply_overrides(load_config(TINY), ["data.val_distorted=0.25"])
+    chosen = distorted_pairs(400, config)
+    assert len(chosen) == 100 and np.array_equal(chosen, distorted_pairs(400, config))
+    assert len(np.unique(chosen)) == 100 and chosen.max() < 400

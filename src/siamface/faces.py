@@ -275,7 +275,11 @@ class FacePipeline:
             else:
                 out["detector"] = _describe_detector(self.detector)
             if self.retries:  # no key without retries: the same chips as before they existed
+                from siamface.detect.restore import VERSION
+
                 out["retries"] = list(self.retries)
+                if VERSION > 1:
+                    out["retries_version"] = VERSION
         out["fallback_policy"] = self.fallback_policy
         if self.fallback_policy != "always":
             out["face_cutoff"] = self.face_cutoff

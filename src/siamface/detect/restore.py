@@ -34,9 +34,12 @@ import numpy as np
 
 from siamface.errors import UnknownNameError
 
-__all__ = ["DEFAULT_RETRIES", "RETRIES", "UPSCALE", "UPSCALE_MAX_SIDE", "restore",
+__all__ = ["DEFAULT_RETRIES", "RETRIES", "UPSCALE", "UPSCALE_MAX_SIDE", "VERSION", "restore",
            "retry_scale"]
 
+# Raise with any change that can change a restored copy: it goes into the crop cache's key.
+# 2: dehaze per pixel without CLAHE
+VERSION = 2
 UPSCALE = 2.0
 UPSCALE_MAX_SIDE = 512
 _CLAHE_CLIP = 3.0

@@ -65,6 +65,9 @@ class DataConfig:
         (``siamface.augment.train_augmentation``) or ``distortions`` (one kind of
         ``siamface.augment.DISTORTIONS`` at one of ``distortion_severities`` per view,
         ``siamface.augment.distortion_views``).
+    val_distorted: the share of validation pairs whose second image is a distorted copy (one
+        kind at one of ``distortion_severities`` per image), so early stopping and the
+        calibrated threshold hold for distorted photos too; 0 validates on clean pairs only.
     exclude_persons_file: persons (one per line) never used, e.g. a benchmark fold's people.
     """
 
@@ -82,6 +85,7 @@ class DataConfig:
     augment_views: int = 0
     augment: str = "standard"
     distortion_severities: tuple[int, ...] = (3, 4)
+    val_distorted: float = 0.0
     cache_dir: str | None = None
     exclude_persons_file: str | None = None
 
@@ -102,6 +106,8 @@ class DataConfig:
             raise ConfigError("data.distortion_severities must be a non-empty list of "
                               f"{', '.join(map(str, SEVERITIES))}, got "
                               f"{list(self.distortion_severities)}")
+        if not 0.0 <= self.val_distorted <= 1.0:
+            raise ConfigError(f"data.val_distorted must be in [0, 1], got {self.val_distorted}")
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,15 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 def _stage_inputs(acts: torch.Tensor, val_acts: torch.Tensor, data: TrainData,
                   config: TrainConfig, val_pairs: list) -> StageInputs:
+    n_val = len(data.val)
+    copies = 2 if config.data.val_distorted else 1  # the distorted copies follow the images
+    if len(val_acts) != copies * n_val:
+        raise ConfigError(
+            f"validation activations have {len(val_acts)} rows for {n_val} images"
+            f"{' and their distorted copies' if config.data.val_distorted else ''}")
+    b = np.array([p.b for p in val_pairs], dtype=np.int64)
+    b[distorted_pairs(len(val_pairs), config)] += n_val
+    gender, person = data.val.gender_labels(), data.val.person_labels()
     return StageInputs(
         train_x=acts,
         train_gender=torch.from_numpy(data.train.gender_labels()),
@@ -127,12 +136,30 @@ def _stage_inputs(acts: torch.Tensor, val_acts: torch.Tensor, data: TrainData,
         sampler=PairSampler(data.train.person_labels()),
         pairs_per_epoch=_pairs_per_epoch(config, data.train),
         val_x=val_acts,
-        val_gender=torch.from_numpy(data.val.gender_labels()),
-        val_person=torch.from_numpy(data.val.person_labels()),
+        val_gender=torch.from_numpy(np.concatenate([gender] * copies)),
+        val_person=torch.from_numpy(np.concatenate([person] * copies)),
         val_a=torch.tensor([p.a for p in val_pairs], dtype=torch.long),
-        val_b=torch.tensor([p.b for p in val_pairs], dtype=torch.long),
+        val_b=torch.from_numpy(b),
         val_same=torch.tensor([float(p.same) for p in val_pairs]),
     )
+
+
+def distorted_pairs(n_pairs: int, config: TrainConfig) -> np.ndarray:
+    """Which of ``n_pairs`` validation pairs compare with the second image's distorted copy
+    (a share ``data.val_distorted`` of them, fixed by the seed)."""
+    k = round(config.data.val_distorted * n_pairs)
+    rng = np.random.default_rng(config.run.seed + 1)
+    return np.sort(rng.permutation(n_pairs)[:k])
+
+
+def distorted_validation_chips(config: TrainConfig, chips: np.ndarray) -> np.ndarray:
+    """The distorted copy of each validation chip (``data.val_distorted``): one kind of
+    ``siamface.augment.DISTORTIONS`` at one of ``data.distortion_severities`` per chip."""
+    from siamface.augment import distortion_views
+
+    view = distortion_views(config.data.distortion_severities)
+    seed = config.run.seed * 1_000_003 + 500_009  # apart from the training views' seeds
+    return np.stack([view(np.asarray(chip), seed + i * 101) for i, chip in enumerate(chips)])
 
 
 def _pairs_per_epoch(config: TrainConfig, dataset: FaceDataset) -> int:
@@ -168,7 +195,8 @@ def compute_activations(model: SiameseMultiTask, runner: GroupRunner, data: Trai
     size = int(backbone.config.input_size)
     n_views = len(config.data.views) + config.data.augment_views
     val_views = validation_views(config)
-    bar = progress.bar(len(data.train_chips) * n_views + len(data.val_chips) * len(val_views),
+    val_rows = len(data.val_chips) * (2 if config.data.val_distorted else 1)
+    bar = progress.bar(len(data.train_chips) * n_views + val_rows * len(val_views),
                        "trunk cache", "img")
     try:
         train_low = trunk_activations(
@@ -176,7 +204,11 @@ def compute_activations(model: SiameseMultiTask, runner: GroupRunner, data: Trai
             augment=augment_function(config, size), augment_views=config.data.augment_views,
             seed=config.run.seed, batch_size=config.run.feature_batch_size, device=device,
             progress=lambda n: bar.update(n * n_views))
-        val_low = trunk_activations(backbone, runner, data.val_chips, low, views=val_views,
+        val_chips = data.val_chips
+        if config.data.val_distorted:
+            val_chips = np.concatenate([val_chips,
+                                        distorted_validation_chips(config, val_chips)])
+        val_low = trunk_activations(backbone, runner, val_chips, low, views=val_views,
                                     batch_size=config.run.feature_batch_size, device=device,
                                     progress=lambda n: bar.update(n * len(val_views)))
     finally:
@@ -439,7 +471,10 @@ def _save(path: Path, model: SiameseMultiTask, threshold: float, metrics: dict[s
     training = {"config": config_to_dict(config)}
     if train_images is not None:
         training["train_images"] = train_images
+    source = "youden on validation pairs"
+    if config.data.val_distorted:
+        source += f" ({config.data.val_distorted:.0%} with a distorted second image)"
     save_checkpoint(path, model, threshold=float(threshold),
-                    threshold_source="youden on validation pairs", gender_trained=gender_trained,
+                    threshold_source=source, gender_trained=gender_trained,
                     stored_groups=stored_groups, preprocessing=pre, training=training,
                     metrics={k: float(v) for k, v in metrics.items()})
