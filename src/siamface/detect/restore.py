@@ -11,7 +11,7 @@ clahe         local contrast equalisation (CLAHE) of the lightness: fog, haze, f
 exposure      a gamma that brings the median lightness to the middle, then CLAHE: over- and
               under-exposure, glare, near-black low light
 dehaze        the dark channel prior's haze removal (one-pixel patches): fog
-thick_fog     dehaze twice: fog too thick for one pass
+thick_fog     dehaze twice, then a mild CLAHE: fog too thick for one pass
 denoise       a median filter over about 1.5% of the short side: noise
 derain        a grey opening over 2% of the short side: bright streaks (rain)
 upscale       twice the size (cubic): small or down-scaled faces below MTCNN's 20 px windows
@@ -98,8 +98,8 @@ def dehaze(image: np.ndarray) -> np.ndarray:
 
 
 def thick_fog(image: np.ndarray) -> np.ndarray:
-    """:func:`dehaze` twice, for fog too thick for one pass."""
-    return dehaze(dehaze(image))
+    """:func:`dehaze` twice, for fog too thick for one pass, then a mild CLAHE (clip 2)."""
+    return _lightness_clahe(dehaze(dehaze(image)), clip=2.0)
 
 
 def derain(image: np.ndarray) -> np.ndarray:
