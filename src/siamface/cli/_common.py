@@ -41,7 +41,7 @@ def positive_int(text: str) -> int:
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     """The face pipeline's options: crop mode, selection rule and image size limit."""
-    from siamface.detect.restore import RETRIES
+    from siamface.detect.restore import DEFAULT_RETRIES, RETRIES
     from siamface.faces import CROP_MODES, FALLBACK_POLICIES, SELECT_RULES
     from siamface.io import DEFAULT_MAX_PIXELS
 
@@ -56,8 +56,8 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
                         "faces), never")
     parser.add_argument("--retries", nargs="+", choices=(*RETRIES, "none"), default=None,
                         metavar="NAME", help="when no face is detected, detect again on "
-                        f"restored copies, in this order: {', '.join(RETRIES)} (default: all), "
-                        "or none")
+                        f"restored copies, in the order given, from: {', '.join(RETRIES)} "
+                        f"(default: {' '.join(DEFAULT_RETRIES)}), or none")
     parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         metavar="N", help="refuse images with more pixels than this, from "
                         f"their header (default: {DEFAULT_MAX_PIXELS:,})")
