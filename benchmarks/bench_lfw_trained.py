@@ -153,8 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     second: dict[str, dict[int, np.ndarray]] = {}
     for kind in kinds:
         t = time.time()
-        second[kind] = dict(zip(need.tolist(), _distorted_features(
-            model0, runner, chips, need, kind, low, args.severity).numpy()))
+        file = Path(lfw.store.filename).parent / f"second-{kind}-s{args.severity}.npy"
+        if file.is_file():  # the same chips, kind and severity: reuse
+            feats = np.load(file, mmap_mode="r")
+        else:
+            feats = _distorted_features(model0, runner, chips, need, kind, low,
+                                        args.severity).numpy()
+            np.save(file.with_name(f".{file.name}"), feats)
+            file.with_name(f".{file.name}").replace(file)
+        second[kind] = dict(zip(need.tolist(), feats))
         print(f"distorted second images: {kind} ({time.time() - t:.0f} s)", flush=True)
 
     def second_acts(b_idx: np.ndarray, kind: str | None = None) -> torch.Tensor:
