@@ -134,31 +134,40 @@ def lfw_records(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *,
     return dataset, chips, done > 0
 
 
-def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
-                cache: Path = DEFAULT_CACHE, batch_size: int = 64, verbose: bool = True,
-                shard: int = 0, shards: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Trunk activations after ``boundary`` groups for views (orig, flip) of every chip in
-    ``mask``: a float32 memmap (N, 2, ...) on disk, filled incrementally, and its done mask.
-    ``shard``/``shards`` split the missing rows between processes."""
+def _activation_store(model, boundary: int, root: Path, suffix: str, n: int, views: int):
+    """(runner, folder, writable float32 memmap (n, views, ...)) for trunk activations after
+    ``boundary`` groups, in a folder of ``root`` named by the pipeline, the weights, the
+    boundary and ``suffix``."""
     import torch
 
     from siamface.faces import FacePipeline
-    from siamface.train.features import GroupRunner, trunk_activations
+    from siamface.train.features import GroupRunner
 
     runner = GroupRunner(model.backbone)
     size = model.backbone.config.input_size
     with torch.inference_mode():
         shape = tuple(runner.run(torch.zeros(1, 3, size, size), 0, boundary).shape[1:])
     sha = (model.backbone.config.sha256 or "none")[:12]
-    folder = (cache / "lfw-trunk" / f"{pipeline_key(FacePipeline(crop='aligned'))}-{sha}-"
-              f"b{boundary}")
+    folder = root / f"{pipeline_key(FacePipeline(crop='aligned'))}-{sha}-b{boundary}{suffix}"
     folder.mkdir(parents=True, exist_ok=True)
-    n = len(chips)
     file = folder / "acts.f32"
     if not file.exists():
         with open(file, "ab") as fh:
-            fh.truncate(n * 2 * int(np.prod(shape)) * 4)
-    acts = np.memmap(file, dtype=np.float32, mode="r+", shape=(n, 2, *shape))
+            fh.truncate(n * views * int(np.prod(shape)) * 4)
+    return runner, folder, np.memmap(file, dtype=np.float32, mode="r+", shape=(n, views, *shape))
+
+
+def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
+                cache: Path = DEFAULT_CACHE, batch_size: int = 64, verbose: bool = True,
+                shard: int = 0, shards: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Trunk activations after ``boundary`` groups for views (orig, flip) of every chip in
+    ``mask``: a float32 memmap (N, 2, ...) on disk, filled incrementally, and its done mask.
+    ``shard``/``shards`` split the missing rows between processes."""
+    from siamface.train.features import trunk_activations
+
+    runner, folder, acts = _activation_store(model, boundary, cache / "lfw-trunk", "", len(chips),
+                                             2)
+    n, file, shape = len(chips), Path(acts.filename), acts.shape[2:]
     done_file = folder / f"done-{shard}.npy"
     done = _load_done(folder, n) > 0
     todo = np.flatnonzero(mask & ~done)[shard::shards]
@@ -191,23 +200,9 @@ def view_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int, view, 
     incrementally."""
     import torch
 
-    from siamface.faces import FacePipeline
-    from siamface.train.features import GroupRunner
-
-    runner = GroupRunner(model.backbone)
-    size = model.backbone.config.input_size
-    with torch.inference_mode():
-        shape = tuple(runner.run(torch.zeros(1, 3, size, size), 0, boundary).shape[1:])
-    sha = (model.backbone.config.sha256 or "none")[:12]
-    folder = (cache / "lfw-views" / f"{pipeline_key(FacePipeline(crop='aligned'))}-{sha}-"
-              f"b{boundary}-{tag}-v{n_views}-s{seed}")
-    folder.mkdir(parents=True, exist_ok=True)
-    n = len(chips)
-    file = folder / "acts.f32"
-    if not file.exists():
-        with open(file, "ab") as fh:
-            fh.truncate(n * n_views * int(np.prod(shape)) * 4)
-    acts = np.memmap(file, dtype=np.float32, mode="r+", shape=(n, n_views, *shape))
+    runner, folder, acts = _activation_store(model, boundary, cache / "lfw-views",
+                                             f"-{tag}-v{n_views}-s{seed}", len(chips), n_views)
+    n, file, shape = len(chips), Path(acts.filename), acts.shape[2:]
     done_file = folder / "done-0.npy"
     done = _load_done(folder, n) > 0
     todo = np.flatnonzero(mask & ~done)
