@@ -7,10 +7,14 @@ import pytest
 
 from siamface.detect.cascade import Detections
 from siamface.detect.restore import (
+    DEBLUR_MAX_SIDE,
     DEFAULT_RETRIES,
     RETRIES,
     UPSCALE_MAX_SIDE,
+    _blur_estimate,
+    _line_kernel,
     clahe,
+    deblur,
     dehaze,
     denoise,
     derain,
@@ -104,6 +108,31 @@ def test_thick_fog_goes_further_than_one_dehaze():
     hazy = _white_haze(clear, thickness, 250)
     errors = [np.abs(image - clear).mean() for image in (hazy, dehaze(hazy), thick_fog(hazy))]
     assert errors[0] > 1.3 * errors[1] > 1.3 * 1.5 * errors[2]
+
+
+@pytest.mark.parametrize(("length", "degrees"), [(21, 30), (31, 120), (15, 0)])
+def test_deblur_measures_a_motion_blur_and_undoes_part_of_it(length, degrees):
+    import cv2
+
+    from siamface import examples
+    from siamface.io import load_image
+
+    sharp = cv2.resize(load_image(examples.path("astronaut.jpg")), (256, 256),
+                       interpolation=cv2.INTER_AREA)
+    kernel = np.roll(_line_kernel(length, np.deg2rad(degrees), (length + 2, length + 2)),
+                     (length // 2 + 1, length // 2 + 1), (0, 1))
+    blurred = cv2.filter2D(sharp, -1, kernel, borderType=cv2.BORDER_WRAP)
+    found_length, found_angle = _blur_estimate(cv2.cvtColor(blurred, cv2.COLOR_RGB2GRAY))
+    assert abs(found_length - length) <= 2
+    off = abs(np.rad2deg(found_angle) - degrees) % 180
+    assert min(off, 180 - off) <= 6
+    restored = deblur(blurred)
+    assert restored.shape == sharp.shape and restored.dtype == np.uint8
+    assert np.abs(restored - sharp.astype(float)).mean() < 0.9 * np.abs(
+        blurred - sharp.astype(float)).mean()
+    assert deblur(np.zeros((DEBLUR_MAX_SIDE + 1, 60, 3), np.uint8)) is None
+    assert deblur(np.zeros((47, 300, 3), np.uint8)) is None
+    assert deblur(np.full((48, 300, 3), 7, np.uint8)).shape == (48, 300, 3)
 
 
 def test_derain_removes_thin_bright_streaks():

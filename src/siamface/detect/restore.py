@@ -14,6 +14,7 @@ dehaze        the dark channel prior's haze removal (one-pixel patches): fog
 thick_fog     dehaze twice, then a mild CLAHE: fog too thick for one pass
 denoise       a median filter over about 1.5% of the short side: noise
 derain        a grey opening over 2% of the short side: bright streaks (rain)
+deblur        Wiener deconvolution with a line kernel measured from the cepstrum: motion blur
 upscale       twice the size (cubic): small or down-scaled faces below MTCNN's 20 px windows
 ============  ===============================================================================
 
@@ -38,10 +39,11 @@ __all__ = ["DEFAULT_RETRIES", "RETRIES", "UPSCALE", "UPSCALE_MAX_SIDE", "VERSION
            "retry_scale"]
 
 # Raise with any change that can change a restored copy: it goes into the crop cache's key.
-# 2: dehaze per pixel without CLAHE
+# 2: dehaze per pixel without CLAHE, thick_fog and deblur
 VERSION = 2
 UPSCALE = 2.0
 UPSCALE_MAX_SIDE = 512
+DEBLUR_MAX_SIDE = 1024
 _CLAHE_CLIP = 3.0
 _CLAHE_TILES = 8
 
@@ -110,6 +112,45 @@ def derain(image: np.ndarray) -> np.ndarray:
     return cv2.morphologyEx(np.ascontiguousarray(image), cv2.MORPH_OPEN, kernel)
 
 
+def _blur_estimate(grey: np.ndarray) -> tuple[int, float]:
+    """(length, angle) of a linear motion blur from the power cepstrum: a line kernel of
+    length L puts a negative peak at distance L along its direction."""
+    g = grey.astype(np.float32) - float(grey.mean())
+    g *= np.outer(np.hanning(g.shape[0]), np.hanning(g.shape[1])).astype(np.float32)
+    cepstrum = np.fft.fftshift(np.real(np.fft.ifft2(np.log(np.abs(np.fft.fft2(g)) + 1e-3))))
+    cy, cx = cepstrum.shape[0] // 2, cepstrum.shape[1] // 2
+    lengths = np.arange(5, min(g.shape) // 4)
+    angles = np.deg2rad(np.arange(0, 180, 3))
+    ys = np.rint(cy + lengths[:, None] * np.sin(angles)[None]).astype(int)
+    xs = np.rint(cx + lengths[:, None] * np.cos(angles)[None]).astype(int)
+    li, ai = np.unravel_index(np.argmin(cepstrum[ys, xs]), ys.shape)
+    return int(lengths[li]), float(angles[ai])
+
+
+def _line_kernel(length: int, angle: float, shape: tuple[int, int]) -> np.ndarray:
+    kernel = np.zeros(shape, np.float32)
+    t = np.linspace(-(length - 1) / 2, (length - 1) / 2, 2 * length)
+    ys = np.rint(t * np.sin(angle)).astype(int) % shape[0]
+    xs = np.rint(t * np.cos(angle)).astype(int) % shape[1]
+    kernel[ys, xs] = 1.0
+    return kernel / kernel.sum()
+
+
+def deblur(image: np.ndarray) -> np.ndarray | None:
+    """Wiener deconvolution (noise-to-signal 0.01) with a line kernel whose length and angle
+    come from the image's cepstrum: linear motion blur. None for images over
+    :data:`DEBLUR_MAX_SIDE` (the FFTs grow with the image) or under 48 px a side."""
+    if max(image.shape[:2]) > DEBLUR_MAX_SIDE or min(image.shape[:2]) < 48:
+        return None
+    rgb = np.ascontiguousarray(image)
+    length, angle = _blur_estimate(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    h = np.fft.fft2(_line_kernel(length, angle, rgb.shape[:2]))
+    gain = np.conj(h) / (np.abs(h) ** 2 + 0.01)
+    out = np.real(np.fft.ifft2(np.fft.fft2(rgb.astype(np.float32), axes=(0, 1))
+                               * gain[..., None], axes=(0, 1)))
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def upscale(image: np.ndarray) -> np.ndarray | None:
     """The image at :data:`UPSCALE` times its size (bicubic); None for an image whose long
     side is over :data:`UPSCALE_MAX_SIDE` (its faces are not too small for the detector)."""
@@ -127,6 +168,7 @@ _RESTORE: dict[str, Callable[[np.ndarray], np.ndarray | None]] = {
     "thick_fog": thick_fog,
     "denoise": denoise,
     "derain": derain,
+    "deblur": deblur,
     "upscale": upscale,
 }
 RETRIES: tuple[str, ...] = tuple(_RESTORE)
