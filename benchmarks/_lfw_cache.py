@@ -134,6 +134,18 @@ def lfw_records(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *,
     return dataset, chips, done > 0
 
 
+def _save_progress(acts: np.ndarray, done: np.ndarray, done_file: Path, label: str | None,
+                   count: int, total: int, start: float) -> None:
+    """Flush the activations, then replace the done flags atomically (a stop loses no row)."""
+    acts.flush()
+    tmp = done_file.with_name(f".{done_file.name}")
+    np.save(tmp, done.astype(np.int8))
+    tmp.replace(done_file)
+    if label:
+        rate = count / (time.time() - start)
+        print(f"{label}: {count}/{total} ({rate:.1f} img/s)", file=sys.stderr, flush=True)
+
+
 def _activation_store(model, boundary: int, root: Path, suffix: str, n: int, views: int):
     """(runner, folder, writable float32 memmap (n, views, ...)) for trunk activations after
     ``boundary`` groups, in a folder of ``root`` named by the pipeline, the weights, the
@@ -177,15 +189,9 @@ def trunk_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int,
         out = trunk_activations(model.backbone, runner, np.asarray(chips[idx]), boundary,
                                 views=("orig", "flip"), batch_size=batch_size)
         acts[idx] = out.numpy()
-        acts.flush()
         done[idx] = True
-        tmp = done_file.with_name(f".{done_file.name}")
-        np.save(tmp, done.astype(np.int8))
-        tmp.replace(done_file)
-        if verbose:
-            rate = (k + len(idx)) / (time.time() - start)
-            print(f"trunk cache: {k + len(idx)}/{len(todo)} ({rate:.1f} img/s)",
-                  file=sys.stderr, flush=True)
+        _save_progress(acts, done, done_file, "trunk cache" if verbose else None,
+                       k + len(idx), len(todo), start)
     return (np.memmap(file, dtype=np.float32, mode="r", shape=(n, 2, *shape)),
             _load_done(folder, n) > 0)
 
@@ -217,14 +223,8 @@ def view_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int, view, 
                                           boundary).numpy()
             done[idx] = True
             if (k // batch_size) % 8 == 7 or k + batch_size >= len(todo):
-                acts.flush()
-                tmp = done_file.with_name(f".{done_file.name}")
-                np.save(tmp, done.astype(np.int8))
-                tmp.replace(done_file)
-                if verbose:
-                    rate = (k + len(idx)) / (time.time() - start)
-                    print(f"view cache {tag}: {k + len(idx)}/{len(todo)} ({rate:.1f} img/s)",
-                          file=sys.stderr, flush=True)
+                _save_progress(acts, done, done_file, f"view cache {tag}" if verbose else None,
+                               k + len(idx), len(todo), start)
     return np.memmap(file, dtype=np.float32, mode="r", shape=(n, n_views, *shape))
 
 
