@@ -67,7 +67,8 @@ class DataConfig:
         ``siamface.augment.distortion_views``).
     val_distorted: the share of validation pairs whose second image is a distorted copy (one
         kind at one of ``distortion_severities`` per image), so early stopping and the
-        calibrated threshold hold for distorted photos too; 0 validates on clean pairs only.
+        calibrated threshold hold for distorted photos too (the validation gender figures
+        then count the copies as well); 0 validates on clean pairs only.
     exclude_persons_file: persons (one per line) never used, e.g. a benchmark fold's people.
     """
 
