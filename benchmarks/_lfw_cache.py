@@ -206,6 +206,8 @@ def view_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int, view, 
     incrementally."""
     import torch
 
+    from siamface.train.features import view_seed
+
     runner, folder, acts = _activation_store(model, boundary, cache / "lfw-views",
                                              f"-{tag}-v{n_views}-s{seed}", len(chips), n_views)
     n, file, shape = len(chips), Path(acts.filename), acts.shape[2:]
@@ -217,7 +219,7 @@ def view_cache(model, chips: np.ndarray, mask: np.ndarray, boundary: int, view, 
         for k in range(0, len(todo), batch_size):
             idx = todo[k:k + batch_size]
             for v in range(n_views):
-                batch = np.stack([view(np.asarray(chips[i]), seed * 1_000_003 + int(i) * 101 + v)
+                batch = np.stack([view(np.asarray(chips[i]), view_seed(seed, i, v))
                                   for i in idx])
                 acts[idx, v] = runner.run(model.backbone.preprocess(batch), 0,
                                           boundary).numpy()

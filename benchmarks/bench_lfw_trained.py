@@ -154,9 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         t = time.time()
         file = Path(lfw.store.filename).parent / f"second-{kind}-s{args.severity}.npy"
-        if file.is_file():  # the same chips, kind and severity: reuse
-            feats = np.load(file, mmap_mode="r")
-        else:
+        feats = np.load(file, mmap_mode="r") if file.is_file() else None
+        if feats is None or len(feats) != len(need):  # reuse: same chips, kind and severity
             feats = _distorted_features(model0, runner, chips, need, kind, low,
                                         args.severity).numpy()
             np.save(file.with_name(f".{file.name}"), feats)

@@ -60,7 +60,7 @@ DEFAULT_SEVERITY = 3  # what ``distort`` wrote before severities existed, byte f
 # face, blur kernels of about a fifth of the face, near-black images, 8% of the resolution.
 # Severity 4 is meant to be strong but restorable: MTCNN alone misses about 20% of LFW faces
 # under its sun glare and 30% under its fog, and the detection retries find 99% or more of
-# them (benchmarks/bench_detect_retries.py); motion blur at 4 is the one they cannot undo.
+# them (benchmarks/bench_detect_retries.py).
 _MOTION_BLUR = ((0.02, 0.03), (0.03, 0.05), (0.05, 0.09), (0.10, 0.13), (0.14, 0.18))
 _FOG = (((0.15, 0.25), 0.06), ((0.3, 0.5), 0.09), ((0.5, 0.8), 0.12), ((0.6, 0.85), 0.14),
         ((0.9, 1.0), 0.22))

@@ -278,8 +278,7 @@ class FacePipeline:
                 from siamface.detect.restore import VERSION
 
                 out["retries"] = list(self.retries)
-                if VERSION > 1:
-                    out["retries_version"] = VERSION
+                out["retries_version"] = VERSION
         out["fallback_policy"] = self.fallback_policy
         if self.fallback_policy != "always":
             out["face_cutoff"] = self.face_cutoff

@@ -113,9 +113,14 @@ def make_views(chips: np.ndarray, views: Sequence[str],
     for k in range(augment_views):
         if augment is None:
             raise ConfigError("augment_views > 0 needs an augmentation function")
-        out.append(np.stack([augment(chip, seed * 1_000_003 + (offset + i) * 101 + k)
+        out.append(np.stack([augment(chip, view_seed(seed, offset + i, k))
                              for i, chip in enumerate(chips)]))
     return out
+
+
+def view_seed(seed: int, index: int, view: int) -> int:
+    """The seed of augmented view ``view`` of image ``index`` in a run seeded ``seed``."""
+    return seed * 1_000_003 + int(index) * 101 + view
 
 
 @torch.inference_mode()
