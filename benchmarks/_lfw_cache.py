@@ -41,11 +41,19 @@ def _fold0_images(lfw: Path, index: dict[str, int]) -> list[int]:
     return out
 
 
-def available(cache: Path = DEFAULT_CACHE, lfw: Path = DEFAULT_LFW):
-    """What a (possibly partial) cache holds now: (paths, chips memmap, done flags) or None."""
+def lfw_pipeline():
+    """The pipeline of the cached chips: the default one without chip restorations, which
+    never fire on clean LFW chips (noise estimate at most 1.3 against a gate of 8,
+    benchmarks/bench_chip_restore.py); the benchmarks restore their distorted chips
+    themselves, after distorting them."""
     from siamface.faces import FacePipeline
 
-    folder = cache / "lfw-chips" / pipeline_key(FacePipeline(crop="aligned"))
+    return FacePipeline(crop="aligned", chip_restore=())
+
+
+def available(cache: Path = DEFAULT_CACHE, lfw: Path = DEFAULT_LFW):
+    """What a (possibly partial) cache holds now: (paths, chips memmap, done flags) or None."""
+    folder = cache / "lfw-chips" / pipeline_key(lfw_pipeline())
     if not list(folder.glob("done*.npy")):
         return None
     paths = json.loads((folder / "paths.json").read_text())
@@ -70,9 +78,7 @@ def lfw_chips(lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *, verbose: 
     """(relative paths, chips (N,150,150,3) uint8 memmap, detected (N,) bool) for all LFW.
     ``shard``/``shards``: this process fills every ``shards``-th missing image (processes
     write disjoint rows and their own progress file)."""
-    from siamface.faces import FacePipeline
-
-    pipeline = FacePipeline(crop="aligned")
+    pipeline = lfw_pipeline()
     folder = cache / "lfw-chips" / pipeline_key(pipeline)
     folder.mkdir(parents=True, exist_ok=True)
     paths = sorted(str(p.relative_to(lfw / "images")) for p in (lfw / "images").glob("*/*.jpg"))
@@ -152,7 +158,6 @@ def _activation_store(model, boundary: int, root: Path, suffix: str, n: int, vie
     boundary and ``suffix``."""
     import torch
 
-    from siamface.faces import FacePipeline
     from siamface.train.features import GroupRunner
 
     runner = GroupRunner(model.backbone)
@@ -160,7 +165,7 @@ def _activation_store(model, boundary: int, root: Path, suffix: str, n: int, vie
     with torch.inference_mode():
         shape = tuple(runner.run(torch.zeros(1, 3, size, size), 0, boundary).shape[1:])
     sha = (model.backbone.config.sha256 or "none")[:12]
-    folder = root / f"{pipeline_key(FacePipeline(crop='aligned'))}-{sha}-b{boundary}{suffix}"
+    folder = root / f"{pipeline_key(lfw_pipeline())}-{sha}-b{boundary}{suffix}"
     folder.mkdir(parents=True, exist_ok=True)
     file = folder / "acts.f32"
     if not file.exists():
@@ -247,6 +252,15 @@ class LfwTraining:
     extra: np.ndarray | None = None  # the config's augment_views, for training rows only
 
 
+def restore_tag(config) -> str:
+    """What names the config's chip restorations in a cache of distorted views ("" for none:
+    the names of the caches made before they existed)."""
+    from siamface.chip_restore import VERSION
+
+    names = tuple(config.data.chip_restore)
+    return f"-restore{VERSION}-{'+'.join(names)}" if names else ""
+
+
 def lfw_training(config, lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *,
                  allow_partial: bool = False) -> LfwTraining:
     from siamface.train.features import GroupRunner
@@ -265,6 +279,7 @@ def lfw_training(config, lfw: Path = DEFAULT_LFW, cache: Path = DEFAULT_CACHE, *
         tag = config.data.augment
         if tag == "distortions":
             tag += "-" + "".join(map(str, config.data.distortion_severities))
+        tag += restore_tag(config)
         extra = view_cache(model, chips, avail & done, low,
                            augment_function(config, model.backbone.config.input_size),
                            config.data.augment_views, tag, cache, seed=config.run.seed)

@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _lfw_cache import DEFAULT_CACHE, DEFAULT_LFW, lfw_training, stage_activations
+from _lfw_cache import DEFAULT_CACHE, DEFAULT_LFW, lfw_training, restore_tag, stage_activations
 
 TARGETS = {"verification": 0.993, "gender_accuracy": 0.985, "balanced_accuracy": 0.983,
            "female_f1": 0.970}
@@ -59,14 +59,18 @@ def _heads(model, acts: torch.Tensor, start: int) -> tuple[np.ndarray, np.ndarra
 
 @torch.no_grad()
 def _distorted_features(model, runner, chips, idx: np.ndarray, kind: str, start: int,
-                        severity: int) -> torch.Tensor:
-    """Trunk activations (N, 2, ...) of the distorted chips and their mirror images."""
+                        severity: int, restore: tuple[str, ...]) -> torch.Tensor:
+    """Trunk activations (N, 2, ...) of the distorted chips and their mirror images, each
+    distorted chip restored by ``restore`` as the face pipeline restores chips."""
     from siamface.augment import distort
+    from siamface.chip_restore import restore_chip
 
     out = []
     for i in range(0, len(idx), 64):
-        batch = np.stack([distort(np.asarray(chips[j]), kind, seed=int(j), severity=severity)
-                          for j in idx[i:i + 64]])
+        batch = np.stack([
+            restore_chip(distort(np.asarray(chips[j]), kind, seed=int(j), severity=severity),
+                         restore)[0]
+            for j in idx[i:i + 64]])
         views = [runner.run(model.backbone.preprocess(v), 0, start)
                  for v in (batch, np.ascontiguousarray(batch[:, :, ::-1]))]
         out.append(torch.stack(views, dim=1))
@@ -153,11 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     second: dict[str, dict[int, np.ndarray]] = {}
     for kind in kinds:
         t = time.time()
-        file = Path(lfw.store.filename).parent / f"second-{kind}-s{args.severity}.npy"
+        file = (Path(lfw.store.filename).parent
+                / f"second-{kind}-s{args.severity}{restore_tag(config)}.npy")
         feats = np.load(file, mmap_mode="r") if file.is_file() else None
         if feats is None or len(feats) != len(need):  # reuse: same chips, kind and severity
             feats = _distorted_features(model0, runner, chips, need, kind, low,
-                                        args.severity).numpy()
+                                        args.severity, config.data.chip_restore).numpy()
             np.save(file.with_name(f".{file.name}"), feats)
             file.with_name(f".{file.name}").replace(file)
         second[kind] = dict(zip(need.tolist(), feats))

@@ -168,6 +168,10 @@ def test_interrupted_save_leaves_previous_file(tmp_path, trained_model, monkeypa
     (lambda m: m["head"].update(gender_classes="ab"), "gender_classes must be two names"),
     (lambda m: m.setdefault("preprocessing", {}).update(flip_average="yes"),
      "flip_average must be true or false"),
+    (lambda m: m.setdefault("preprocessing", {}).update(chip_restore="denoise"),
+     "chip_restore must be a list of names"),
+    (lambda m: m.setdefault("preprocessing", {}).update(chip_restore=["sharpen"]),
+     "unknown chip restoration 'sharpen'"),
     (lambda m: m.clear() or m.update(format="siamface-checkpoint", format_version=1),
      "malformed checkpoint metadata"),
 ])

@@ -134,6 +134,7 @@ class CacheEntry:
     face_score: float | None = None
     no_face: str | None = None
     detected_by: str | None = None
+    restored: str | None = None
 
     @property
     def status(self) -> str:
@@ -172,6 +173,7 @@ class CacheEntry:
             face_score=None if record.get("face_score") is None else float(record["face_score"]),
             no_face=record.get("no_face"),
             detected_by=record.get("detected_by"),
+            restored=record.get("restored"),
         )
 
 
@@ -441,6 +443,7 @@ def _entry_from_crop(key: str, source: str, chip_rel: str, crop: CropLike) -> Ca
         face_score=None if face_score is None else float(face_score),
         no_face=getattr(crop, "no_face", None),
         detected_by=getattr(crop, "detected_by", None),
+        restored=getattr(crop, "restored", None),
     )
 
 
@@ -730,4 +733,5 @@ def _portable_crop(crop: CropLike) -> FaceCrop:
         face_score=getattr(crop, "face_score", None),
         no_face=getattr(crop, "no_face", None),
         detected_by=getattr(crop, "detected_by", None),
+        restored=getattr(crop, "restored", None),
     )

@@ -189,6 +189,13 @@ def _parse_info(meta: Any, source: str) -> CheckpointInfo:
         if not isinstance(preprocessing.get("flip_average", False), bool):
             raise TypeError(f"preprocessing.flip_average must be true or false, got "
                             f"{preprocessing['flip_average']!r}")
+        restore = preprocessing.get("chip_restore", [])
+        if not (isinstance(restore, list) and all(isinstance(n, str) for n in restore)):
+            raise TypeError(f"preprocessing.chip_restore must be a list of names, got "
+                            f"{restore!r}")
+        from siamface.chip_restore import check_chip_restore
+
+        check_chip_restore(restore)
         if not (isinstance(classes, list) and len(classes) == 2
                 and all(isinstance(c, str) and c for c in classes)):
             raise ValueError(f"gender_classes must be two names, got {classes!r}")

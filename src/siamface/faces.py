@@ -22,6 +22,9 @@ Whatever the mode, an image in which no face is found gets the centre crop with
 Every crop records ``face_score``: the detector's score for a detected face, the presence
 check's for a fallback or centre crop.
 
+``chip_restore`` (default ``siamface.chip_restore.DEFAULT_CHIP_RESTORE``) restores a chip a
+gate finds damaged (a noisy one: a 3x3 median) before anyone embeds it; ``restored`` says so.
+
 Selection rules (which face :meth:`FacePipeline.crop` keeps when there are several):
     ``largest``  the largest box.
     ``central``  the box whose centre is closest to the image centre.
@@ -48,6 +51,7 @@ from siamface.align import (
     padded_crop,
     warp_affine,
 )
+from siamface.chip_restore import DEFAULT_CHIP_RESTORE, check_chip_restore, restore_chip
 from siamface.detect.restore import DEFAULT_RETRIES, RETRIES
 from siamface.errors import ConfigError, UnknownNameError
 from siamface.io import DEFAULT_MAX_PIXELS, load_image
@@ -94,7 +98,8 @@ class FaceCrop:
     not (the face is absent: no embedding, no gender, no verdict). ``detected_by`` is
     ``"detector"`` for a face the first detection found, the retry's name (``"clahe"``,
     ``"dehaze"``, ...: :mod:`siamface.detect.restore`) for one
-    found on a restored copy, and ``None`` when no face was detected.
+    found on a restored copy, and ``None`` when no face was detected. ``restored`` names the
+    chip restoration that changed the chip (:mod:`siamface.chip_restore`), or is ``None``.
     """
 
     chip: np.ndarray
@@ -108,6 +113,7 @@ class FaceCrop:
     face_score: float | None = None
     no_face: str | None = None
     detected_by: str | None = None
+    restored: str | None = None
 
     @property
     def has_face(self) -> bool:
@@ -175,6 +181,7 @@ class FacePipeline:
         face_cutoff: float | None = None,
         presence: Any | None = None,
         retries: Sequence[str] | None = None,
+        chip_restore: Sequence[str] | None = None,
     ):
         if crop not in CROP_MODES:
             raise UnknownNameError("crop mode", crop, CROP_MODES)
@@ -210,12 +217,15 @@ class FacePipeline:
         self._face_cutoff = face_cutoff
         self._presence = presence
         self.retries: tuple[str, ...] = tuple(retries)
+        self.chip_restore: tuple[str, ...] = check_chip_restore(
+            DEFAULT_CHIP_RESTORE if chip_restore is None else chip_restore)
 
     def __repr__(self) -> str:
         return (
             f"FacePipeline(crop={self.crop_mode!r}, select={self.select!r}, "
             f"chip_size={self.chip_size}, template={self.template.name!r}, "
-            f"fallback_policy={self.fallback_policy!r}, retries={list(self.retries)})"
+            f"fallback_policy={self.fallback_policy!r}, retries={list(self.retries)}, "
+            f"chip_restore={list(self.chip_restore)})"
         )
 
     @classmethod
@@ -279,6 +289,11 @@ class FacePipeline:
 
                 out["retries"] = list(self.retries)
                 out["retries_version"] = VERSION
+        if self.chip_restore:  # no key without: the same chips as before it existed
+            from siamface.chip_restore import VERSION as CHIP_RESTORE_VERSION
+
+            out["chip_restore"] = list(self.chip_restore)
+            out["chip_restore_version"] = CHIP_RESTORE_VERSION
         out["fallback_policy"] = self.fallback_policy
         if self.fallback_policy != "always":
             out["face_cutoff"] = self.face_cutoff
@@ -369,16 +384,18 @@ class FacePipeline:
             chip = warp_affine(img, matrix, self.chip_size)
         else:
             chip = padded_crop(img, box, self.chip_size, pad=self.pad)
+        chip, restored = restore_chip(chip, self.chip_restore)
         return FaceCrop(
             chip=chip, box=box.astype(np.float32), landmarks=landmarks.astype(np.float32),
             score=score, detected=True, crop=self.crop_mode, select=rule, fallback=None,
-            face_score=score, detected_by=detected_by,
+            face_score=score, detected_by=detected_by, restored=restored,
         )
 
     def _center(self, img: np.ndarray, select: str | None = None) -> FaceCrop:
         """The centre crop: a fallback when detection found nothing, or the ``center`` mode's
         chip; scored by the presence check, and a face only if the policy says so."""
-        chip = center_crop(img, self.chip_size, fraction=self.center_fraction)
+        chip, restored = restore_chip(
+            center_crop(img, self.chip_size, fraction=self.center_fraction), self.chip_restore)
         fallback = None if self.crop_mode == "center" else CENTER_FALLBACK
         face_score = float(self.presence.score(img))
         no_face = None
@@ -391,7 +408,7 @@ class FacePipeline:
         return FaceCrop(
             chip=chip, box=None, landmarks=None, score=None, detected=False,
             crop=self.crop_mode, select=self.select if select is None else select,
-            fallback=fallback, face_score=face_score, no_face=no_face,
+            fallback=fallback, face_score=face_score, no_face=no_face, restored=restored,
         )
 
     def _refuse_all(self) -> None:

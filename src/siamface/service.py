@@ -60,7 +60,9 @@ class FaceResult:
     ``face_score`` is the detector's score, or the face-presence check's for a fallback or
     centre crop. When ``no_face`` is set the face is absent (it says why): ``embedding`` and
     ``gender`` are ``None`` and a verification with it has no verdict. ``detected_by`` says
-    what found the face: ``"detector"`` (the first pass), a detection retry's name, or None.
+    what found the face: ``"detector"`` (the first pass), a detection retry's name, or None;
+    ``restored`` the chip restoration that changed the chip before it was embedded (e.g.
+    ``"denoise"`` for a noisy face, :mod:`siamface.chip_restore`), or None.
     """
 
     source: str
@@ -77,6 +79,7 @@ class FaceResult:
     face_score: float | None = None
     no_face: str | None = None
     detected_by: str | None = None
+    restored: str | None = None
 
     @property
     def has_face(self) -> bool:
@@ -87,6 +90,7 @@ class FaceResult:
             "source": self.source,
             "detected": self.detected,
             "detected_by": self.detected_by,
+            "restored": self.restored,
             "crop": self.crop,
             "select": self.select,
             "fallback": self.fallback,
@@ -429,6 +433,7 @@ class FaceService:
                 face_score=None if crop.face_score is None else float(crop.face_score),
                 no_face=crop.no_face,
                 detected_by=getattr(crop, "detected_by", None),
+                restored=getattr(crop, "restored", None),
             ))
         return out
 
@@ -553,6 +558,7 @@ def _pipeline(config: Any, preprocessing: dict[str, Any], crop: str | None,
         max_pixels=max_pixels,
         fallback_policy=fallback_policy or DEFAULT_FALLBACK_POLICY,
         retries=retries,
+        chip_restore=preprocessing.get("chip_restore"),
     )
 
 

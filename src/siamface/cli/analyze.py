@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
                 continue
             retry = ("" if face.detected_by in (None, "detector")
                      else f" (found on a restored copy: {face.detected_by})")
+            if face.restored is not None:
+                retry += f" (chip restored: {face.restored})"
             where = (f"face at {[round(v) for v in face.box]} score {face.score:.3f}{retry}"
                      if face.detected else f"no face detected, used the centre crop (face "
                      f"score {face.face_score:.2f})")

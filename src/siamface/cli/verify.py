@@ -92,6 +92,8 @@ def _describe(face) -> str:
         parts.append(f"no face detected, used the {used} (face score {face.face_score:.2f})")
     elif face.detected_by not in (None, "detector"):
         parts.append(f"face found on a restored copy ({face.detected_by})")
+    if face.restored is not None:
+        parts.append(f"chip restored ({face.restored})")
     return ", ".join(parts)
 
 

@@ -255,6 +255,7 @@ class OnnxFaceService(FaceService):
             max_pixels=max_pixels,
             fallback_policy=fallback_policy or DEFAULT_FALLBACK_POLICY,
             retries=retries,
+            chip_restore=pre.get("chip_restore"),
             detector=OnnxMTCNN(nets["pnet"], nets["rnet"], nets["onet"], **settings),
             presence=OnnxFacePresence(nets["rnet"], nets["onet"], nets["pnet"]),
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from siamface.augment import SEVERITIES
+from siamface.chip_restore import DEFAULT_CHIP_RESTORE, check_chip_restore
 from siamface.data import LAYOUTS
 from siamface.errors import ConfigError, UnknownNameError
 from siamface.faces import FALLBACK_POLICIES
@@ -69,6 +70,9 @@ class DataConfig:
         kind at one of ``distortion_severities`` per image), so early stopping and the
         calibrated threshold hold for distorted photos too (the validation gender figures
         then count the copies as well); 0 validates on clean pairs only.
+    chip_restore: the chip restorations (``siamface.chip_restore``) of every chip, the cached
+        ones and the augmented and distorted views alike, as the trained model will be used;
+        the checkpoint records them.
     exclude_persons_file: persons (one per line) never used, e.g. a benchmark fold's people.
     """
 
@@ -87,6 +91,7 @@ class DataConfig:
     augment: str = "standard"
     distortion_severities: tuple[int, ...] = (3, 4)
     val_distorted: float = 0.0
+    chip_restore: tuple[str, ...] = DEFAULT_CHIP_RESTORE
     cache_dir: str | None = None
     exclude_persons_file: str | None = None
 
@@ -109,6 +114,7 @@ class DataConfig:
                               f"{list(self.distortion_severities)}")
         if not 0.0 <= self.val_distorted <= 1.0:
             raise ConfigError(f"data.val_distorted must be in [0, 1], got {self.val_distorted}")
+        check_chip_restore(self.chip_restore)
 
 
 @dataclass(frozen=True)

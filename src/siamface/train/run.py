@@ -157,7 +157,7 @@ def distorted_validation_chips(config: TrainConfig, chips: np.ndarray) -> np.nda
     ``siamface.augment.DISTORTIONS`` at one of ``data.distortion_severities`` per chip."""
     from siamface.augment import distortion_views
 
-    view = distortion_views(config.data.distortion_severities)
+    view = restored_views(distortion_views(config.data.distortion_severities), config)
     seed = config.run.seed * 1_000_003 + 500_009  # apart from the training views' seeds
     return np.stack([view(np.asarray(chip), seed + i * 101) for i, chip in enumerate(chips)])
 
@@ -174,9 +174,21 @@ def augment_function(config: TrainConfig, size: int):
     from siamface.augment import distortion_views, train_augmentation
 
     if config.data.augment == "distortions":
-        return distortion_views(config.data.distortion_severities)
+        return restored_views(distortion_views(config.data.distortion_severities), config)
     aug = train_augmentation(image_size=size, seed=config.run.seed)
-    return lambda chip, seed: aug(image=np.ascontiguousarray(chip))["image"]
+    return restored_views(lambda chip, seed: aug(image=np.ascontiguousarray(chip))["image"],
+                          config)
+
+
+def restored_views(view, config: TrainConfig):
+    """``view(chip, seed)`` followed by the config's chip restorations, as a chip that looks
+    damaged is restored before the trained model sees it at inference."""
+    names = tuple(config.data.chip_restore)
+    if not names:
+        return view
+    from siamface.chip_restore import restore_chip
+
+    return lambda chip, seed: restore_chip(view(chip, seed), names)[0]
 
 
 def validation_views(config: TrainConfig) -> tuple[str, ...]:
@@ -282,7 +294,8 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
 
         pipeline = FacePipeline.for_backbone(backbone.config, crop=config.data.crop,
                                              select=config.data.select,
-                                             fallback_policy=config.data.fallback_policy)
+                                             fallback_policy=config.data.fallback_policy,
+                                             chip_restore=config.data.chip_restore)
         bar = progress.bar(0, "face chips", "img")
         try:
             data = prepare_data(config.data, pipeline, seed=config.run.seed,
@@ -467,7 +480,8 @@ def _save(path: Path, model: SiameseMultiTask, threshold: float, metrics: dict[s
           gender_trained: bool) -> None:
     pre = dict(model.backbone.config.preprocessing())
     pre.update({"crop": config.data.crop, "select": config.data.select,
-                "flip_average": config.model.flip_average})
+                "flip_average": config.model.flip_average,
+                "chip_restore": list(config.data.chip_restore)})
     training = {"config": config_to_dict(config)}
     if train_images is not None:
         training["train_images"] = train_images

@@ -235,6 +235,7 @@ class Face(BaseModel):
     source: str
     detected: bool
     detected_by: str | None
+    restored: str | None = None
     crop: str
     select: str
     fallback: str | None

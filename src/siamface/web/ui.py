@@ -271,6 +271,9 @@ def _face_notes(faces: dict[str, Any], policy: str) -> list[str]:
         elif face.detected_by not in (None, "detector"):
             notes.append(f"The face in {name} was found on a restored copy of the photo "
                          f"({face.detected_by}){score}.")
+        if face.has_face and face.restored is not None:
+            notes.append(f"The face chip of {name} looked damaged and was restored before "
+                         f"comparison ({face.restored}).")
     return notes
 
 
