@@ -4,11 +4,11 @@ The shipped default model, LFW View 2 pairs of the chosen folds (fold 0 by defau
 pairs), the second chip of each pair distorted at one severity (``siamface.augment.distort``
 on the cached aligned chip, seeded by the image's index, as ``bench_lfw_trained.py`` does),
 then one restoration of ``siamface.detect.restore`` applied to that chip (or to both chips)
-before embedding. Prints the accuracy at the model's own operating threshold and at the best
+before embedding; ``gated`` is what the face pipeline does (``siamface.chip_restore``: each
+restoration only where its gate fires). Prints the accuracy at the model's own operating threshold and at the best
 threshold on these pairs, per distortion kind and restoration, and the noise gate's figures:
-an Immerkaer (1996) noise estimate on the grey chip, its range on clean chips and on each kind.
-
-Nothing here changes the library; it measures what a chip-restoration step would give.
+``siamface.chip_restore.noise_sigma`` (Immerkaer 1996) on the grey chip, its range on clean
+chips and on each kind.
 
 Usage (repository root; chips come from ``benchmarks/_lfw_cache.py``'s cache):
     PYTHONPATH=src .venv/bin/python benchmarks/bench_chip_restore.py --severity 4
@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _lfw_cache import DEFAULT_CACHE, DEFAULT_LFW, lfw_records
 
-RESTORATIONS = ("none", "median3", "denoise", "dehaze", "thick_fog", "derain", "clahe")
+# "gated": the face pipeline's default chip restorations (siamface.chip_restore), each
+# applied only where its gate fires
+RESTORATIONS = ("none", "gated", "median3", "denoise", "dehaze", "thick_fog", "derain", "clahe")
 
 
 def restore_chip(chip: np.ndarray, name: str) -> np.ndarray:
@@ -37,21 +39,14 @@ def restore_chip(chip: np.ndarray, name: str) -> np.ndarray:
 
     if name == "none":
         return chip
+    if name == "gated":
+        from siamface.chip_restore import DEFAULT_CHIP_RESTORE
+        from siamface.chip_restore import restore_chip as gated
+
+        return gated(chip, DEFAULT_CHIP_RESTORE)[0]
     if name == "median3":
         return cv2.medianBlur(np.ascontiguousarray(chip), 3)
     return restore(chip, name)
-
-
-def noise_sigma(chip: np.ndarray) -> float:
-    """Immerkaer's fast noise estimate (grey levels) on the chip's central two thirds."""
-    import cv2
-
-    grey = cv2.cvtColor(np.ascontiguousarray(chip), cv2.COLOR_RGB2GRAY).astype(np.float64)
-    s = grey.shape[0] // 6
-    grey = grey[s:-s, s:-s]
-    mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
-    response = cv2.filter2D(grey, -1, mask)[1:-1, 1:-1]
-    return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6.0)
 
 
 def accuracies(d: np.ndarray, t: np.ndarray, same: np.ndarray) -> tuple[float, float]:
@@ -64,6 +59,7 @@ def accuracies(d: np.ndarray, t: np.ndarray, same: np.ndarray) -> tuple[float, f
 
 def main(argv: list[str] | None = None) -> int:
     from siamface.augment import DISTORTIONS, distort
+    from siamface.chip_restore import noise_sigma
     from siamface.data import read_view2
     from siamface.service import load
 

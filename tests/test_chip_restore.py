@@ -43,7 +43,7 @@ def test_restoration_fires_only_above_the_gate():
     noisy = _noisy(clean, 25.0)
     out, by = restore_chip(noisy, ("denoise",))
     assert by == "denoise" and out.shape == noisy.shape and out.dtype == np.uint8
-    error = lambda chip: np.abs(chip.astype(float) - clean).mean()  # noqa: E731
+    error = lambda chip: np.abs(chip.astype(float) - clean).mean()
     assert error(out) < 0.6 * error(noisy)
     assert restore_chip(noisy, ()) == (noisy, None)
 

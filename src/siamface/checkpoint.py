@@ -36,13 +36,16 @@ __all__ = [
     "save_checkpoint",
     "stored_tensor_names",
     "tensor_digest",
+    "with_preprocessing",
     "with_threshold",
 ]
 
 FORMAT_NAME = "siamface-checkpoint"
 # 2: preprocessing may say flip_average (the threshold was calibrated on faces averaged with
 # their mirror image); a reader of version 1 would ignore it and mis-threshold, so it refuses.
-FORMAT_VERSION = 2
+# 3: preprocessing may hold chip_restore and embedding_gates (restored chips, embedded again);
+# a reader of version 2 would embed those faces unrestored.
+FORMAT_VERSION = 3
 META_KEY = "siamface"
 
 
@@ -193,9 +196,10 @@ def _parse_info(meta: Any, source: str) -> CheckpointInfo:
         if not (isinstance(restore, list) and all(isinstance(n, str) for n in restore)):
             raise TypeError(f"preprocessing.chip_restore must be a list of names, got "
                             f"{restore!r}")
-        from siamface.chip_restore import check_chip_restore
+        from siamface.chip_restore import check_chip_restore, gates_from_preprocessing
 
         check_chip_restore(restore)
+        gates_from_preprocessing(preprocessing)
         if not (isinstance(classes, list) and len(classes) == 2
                 and all(isinstance(c, str) and c for c in classes)):
             raise ValueError(f"gender_classes must be two names, got {classes!r}")
@@ -339,16 +343,27 @@ def with_threshold(
     copied unchanged, and the copy is validated like any checkpoint."""
     if not math.isfinite(threshold) or threshold < 0:
         raise CheckpointError(f"threshold {threshold} is not a finite non-negative distance")
+    return _copy_with(source, target, threshold=float(threshold),
+                      threshold_source=threshold_source,
+                      calibration=json.loads(json.dumps(calibration)), regions=regions)
+
+
+def with_preprocessing(source: str | os.PathLike, target: str | os.PathLike,
+                       preprocessing: dict[str, Any]) -> CheckpointInfo:
+    """Copy the checkpoint ``source`` to ``target`` (atomically) with its preprocessing
+    replaced (e.g. a fitted fog gate added), tensors unchanged, validated like any checkpoint."""
+    return _copy_with(source, target, preprocessing=json.loads(json.dumps(preprocessing)))
+
+
+def _copy_with(source: str | os.PathLike, target: str | os.PathLike,
+               **changes: Any) -> CheckpointInfo:
     info = read_checkpoint_info(source)
     try:
         with safe_open(str(source), framework="pt") as handle:
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except SafetensorError as exc:
         raise CheckpointError(f"{source}: corrupt tensor data ({exc})") from exc
-    new = CheckpointInfo(**{**info.__dict__, "threshold": float(threshold),
-                            "threshold_source": threshold_source,
-                            "calibration": json.loads(json.dumps(calibration)),
-                            "regions": regions})
+    new = CheckpointInfo(**{**info.__dict__, **changes})
     with atomic_path(target) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(new.to_json())})
     return read_checkpoint_info(target)

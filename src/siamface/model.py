@@ -3,13 +3,14 @@ dropout + linear gender head on each embedding."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from siamface.heads import HeadConfig  # re-exported: defined without torch
 
-__all__ = ["HeadConfig", "SiameseMultiTask"]
+__all__ = ["HeadConfig", "SiameseMultiTask", "run_chips"]
 
 
 class SiameseMultiTask(nn.Module):
@@ -58,3 +59,29 @@ class SiameseMultiTask(nn.Module):
         emb, logits = self.forward_single(torch.cat([a, b], dim=0))
         n = a.shape[0]
         return self.distance(emb[:n], emb[n:]), logits[:n], logits[n:]
+
+
+def run_chips(model: SiameseMultiTask, chips: np.ndarray, *, flip: bool = False,
+              batch_size: int = 32, device: str | torch.device = "cpu"
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings (N, D), gender logits (N,)) of aligned uint8 chips (N, S, S, 3), in batches;
+    with ``flip`` each face's outputs are averaged with its mirror image's."""
+    embeddings, logits = [], []
+    backbone = model.backbone
+    with torch.inference_mode():
+        for start in range(0, len(chips), batch_size):
+            x = backbone.preprocess(chips[start:start + batch_size]).to(device)
+            x = x.contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU
+            if flip:
+                n = x.shape[0]
+                emb, logit = model.forward_single(torch.cat([x, x.flip(3)]))
+                emb = (emb[:n] + emb[n:]) / 2
+                logit = (logit[:n] + logit[n:]) / 2
+            else:
+                emb, logit = model.forward_single(x)
+            embeddings.append(emb.float().cpu().numpy())
+            logits.append(logit.float().cpu().numpy())
+    if not embeddings:
+        dim = model.embedding_dim
+        return np.zeros((0, dim), np.float32), np.zeros((0,), np.float32)
+    return np.concatenate(embeddings), np.concatenate(logits)

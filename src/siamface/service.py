@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from siamface.checkpoint import CheckpointInfo, embedding_digest, load_checkpoint
+from siamface.chip_restore import apply_gates, gates_from_preprocessing
 from siamface.errors import CheckpointError, ConfigError, ImageDecodeError, NoFaceError
 from siamface.io import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
 
@@ -184,6 +185,7 @@ class FaceService:
         arguments that builds one, called on first use (see ``lazy`` in :meth:`load`)."""
         self.info = info
         self.regions = info.region_thresholds()  # None: one global threshold
+        self.gates = gates_from_preprocessing(info.preprocessing)  # restore, embed again
         self.pipeline = pipeline
         self.flip = flip
         self.batch_size = batch_size
@@ -371,33 +373,20 @@ class FaceService:
     # core ---------------------------------------------------------------------------------
     def _run_chips(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and gender logits for uint8 chips (N, S, S, 3), in batches."""
-        import torch
+        from siamface.model import run_chips
 
-        with torch.inference_mode():
-            return self._run_chips_torch(chips)
+        return run_chips(self.model, chips, flip=self.flip, batch_size=self.batch_size,
+                         device=self.device)
 
-    def _run_chips_torch(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        embeddings, logits = [], []
-        backbone = self.model.backbone
-        for start in range(0, len(chips), self.batch_size):
-            batch = chips[start:start + self.batch_size]
-            x = backbone.preprocess(batch).to(self.device)
-            x = x.contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU
-            if self.flip:
-                n = x.shape[0]
-                emb, logit = self.model.forward_single(torch.cat([x, x.flip(3)]))
-                emb = (emb[:n] + emb[n:]) / 2
-                logit = (logit[:n] + logit[n:]) / 2
-            else:
-                emb, logit = self.model.forward_single(x)
-            embeddings.append(emb.float().cpu().numpy())
-            logits.append(logit.float().cpu().numpy())
-        dim = self.model.embedding_dim
-        if not embeddings:
-            return np.zeros((0, dim), np.float32), np.zeros((0,), np.float32)
-        return np.concatenate(embeddings), np.concatenate(logits)
+    def _embed_chips(self, chips: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
+        """(chips, embeddings, gender logits, restored) of aligned uint8 chips: the network's
+        pass, then a second one on the restored chips of the faces an embedding gate flags
+        (``siamface.chip_restore.apply_gates``; ``restored`` names the restoration)."""
+        embeddings, logits = self._run_chips(chips)
+        if not self.gates:
+            return chips, embeddings, logits, [None] * len(chips)
+        return apply_gates(self._run_chips, chips, embeddings, logits, self.gates)
 
     def _gender(self, logit: float) -> GenderPrediction | None:
         if not self.gender_available:
@@ -413,7 +402,7 @@ class FaceService:
         faces = [i for i, c in enumerate(crops) if getattr(c, "no_face", None) is None]
         chips = (np.stack([crops[i].chip for i in faces]) if faces
                  else np.zeros((0, 1, 1, 3), np.uint8))
-        embedded, logits = self._run_chips(chips)
+        chips, embedded, logits, gated = self._embed_chips(chips)
         row = {i: n for n, i in enumerate(faces)}
         out = []
         for i, (source, crop) in enumerate(zip(sources, crops)):
@@ -429,11 +418,11 @@ class FaceService:
                 score=None if crop.score is None else float(crop.score),
                 gender=self._gender(float(logits[row[i]])) if present else None,
                 embedding=embedded[row[i]] if present else None,
-                chip=crop.chip,
+                chip=chips[row[i]] if present else crop.chip,
                 face_score=None if crop.face_score is None else float(crop.face_score),
                 no_face=crop.no_face,
                 detected_by=getattr(crop, "detected_by", None),
-                restored=getattr(crop, "restored", None),
+                restored=(gated[row[i]] if present else None) or getattr(crop, "restored", None),
             ))
         return out
 

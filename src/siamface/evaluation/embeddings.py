@@ -229,7 +229,7 @@ def _embed_chunks(service, chip_paths: list[list[str]], workers: int):
     faces = sum(map(len, chip_paths))
     if workers < 2 or faces < PARALLEL_EMBED_MIN or service.runtime != "torch":
         for paths in chip_paths:
-            yield service._run_chips(np.stack([read_chip(p) for p in paths]))
+            yield service._embed_chips(np.stack([read_chip(p) for p in paths]))[1:3]
         return
     import multiprocessing
 
@@ -257,4 +257,4 @@ def _init_embed_worker(service) -> None:
 
 def _embed_worker(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     assert _worker_service is not None, "worker not initialised"
-    return _worker_service._run_chips(np.stack([read_chip(p) for p in paths]))
+    return _worker_service._embed_chips(np.stack([read_chip(p) for p in paths]))[1:3]

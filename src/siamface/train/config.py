@@ -73,6 +73,9 @@ class DataConfig:
     chip_restore: the chip restorations (``siamface.chip_restore``) of every chip, the cached
         ones and the augmented and distorted views alike, as the trained model will be used;
         the checkpoint records them.
+    fog_gate: fit the trained model's fog gate (``siamface.chip_restore.fit_dehaze_gate``) on
+        up to 2,000 validation faces and store it in the checkpoint, so a face its embedding
+        shows to be fogged is dehazed and embedded again (needs 50 validation faces).
     exclude_persons_file: persons (one per line) never used, e.g. a benchmark fold's people.
     """
 
@@ -92,6 +95,7 @@ class DataConfig:
     distortion_severities: tuple[int, ...] = (3, 4)
     val_distorted: float = 0.0
     chip_restore: tuple[str, ...] = DEFAULT_CHIP_RESTORE
+    fog_gate: bool = True
     cache_dir: str | None = None
     exclude_persons_file: str | None = None
 

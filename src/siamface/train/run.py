@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,8 +338,9 @@ def train(config: TrainConfig, *, resume: bool = False, data: TrainData | None =
     checkpoint = out_dir / RUN_FILES["checkpoint"]
     if info.is_main:
         stored = unlocked_group_names(model, stages[-1][1].unlocked_groups)
+        gates = fit_gates(config, model, data.val_chips, info.device)
         _save(checkpoint, model, threshold, metrics, config, stored, len(data.train),
-              gender_trained=_gender_trained(config, data.train.gender_labels()))
+              gender_trained=_gender_trained(config, data.train.gender_labels()), gates=gates)
         summary = {"metrics": metrics, "threshold": threshold, "checkpoint": str(checkpoint),
                    "skipped": len(data.skipped), "train_images": len(data.train),
                    "val_images": len(data.val), "train_persons": len(data.train.persons()),
@@ -475,13 +477,40 @@ def _gender_trained(config: TrainConfig, train_labels: np.ndarray) -> bool:
     return config.loss.gender_weight > 0 and bool((labels == 0).any() and (labels == 1).any())
 
 
+GATE_FACES = 2000
+GATE_MIN_FACES = 50
+
+
+def fit_gates(config: TrainConfig, model: SiameseMultiTask, val_chips: np.ndarray,
+              device: Any = "cpu") -> list[Any]:
+    """The trained model's embedding gates: its fog gate (``data.fog_gate``) fitted on up to
+    GATE_FACES validation chips (seeded choice), embedded as the model will embed faces; none
+    with fewer than GATE_MIN_FACES chips."""
+    if not config.data.fog_gate or len(val_chips) < GATE_MIN_FACES:
+        return []
+    from siamface.chip_restore import fit_dehaze_gate
+    from siamface.model import run_chips
+
+    rng = np.random.default_rng(config.run.seed + 2)
+    pick = np.sort(rng.permutation(len(val_chips))[:GATE_FACES])
+    model.eval()
+
+    def embed(chips: np.ndarray) -> np.ndarray:
+        return run_chips(model, chips, flip=config.model.flip_average, device=device)[0]
+
+    return [fit_dehaze_gate(embed, np.asarray(val_chips)[pick],
+                            severities=config.data.distortion_severities, seed=config.run.seed)]
+
+
 def _save(path: Path, model: SiameseMultiTask, threshold: float, metrics: dict[str, Any],
           config: TrainConfig, stored_groups: list[str], train_images: int | None, *,
-          gender_trained: bool) -> None:
+          gender_trained: bool, gates: Sequence[Any] = ()) -> None:
     pre = dict(model.backbone.config.preprocessing())
     pre.update({"crop": config.data.crop, "select": config.data.select,
                 "flip_average": config.model.flip_average,
                 "chip_restore": list(config.data.chip_restore)})
+    if gates:
+        pre["embedding_gates"] = [gate.to_dict() for gate in gates]
     training = {"config": config_to_dict(config)}
     if train_images is not None:
         training["train_images"] = train_images
