@@ -172,6 +172,11 @@ def test_interrupted_save_leaves_previous_file(tmp_path, trained_model, monkeypa
      "chip_restore must be a list of names"),
     (lambda m: m.setdefault("preprocessing", {}).update(chip_restore=["sharpen"]),
      "unknown chip restoration 'sharpen'"),
+    (lambda m: m.setdefault("preprocessing", {}).update(embedding_gates={"restore": "dehaze"}),
+     "embedding_gates must be a list"),
+    (lambda m: m.setdefault("preprocessing", {}).update(embedding_gates=[
+        {"restore": "dehaze", "weight": [1.0, 2.0], "bias": 0.0, "cutoff": 0.5}]),
+     "2 values for 128-d embeddings"),
     (lambda m: m.clear() or m.update(format="siamface-checkpoint", format_version=1),
      "malformed checkpoint metadata"),
 ])
@@ -203,3 +208,21 @@ def test_version_1_checkpoints_still_load_without_flip(tmp_path, trained_model):
     _, info = load_checkpoint(path)
     assert info.format_version == 1 and "flip_average" not in info.preprocessing
     assert load(path).flip is False
+
+
+def test_with_preprocessing_copies_tensors_and_writes_the_current_format(tmp_path,
+                                                                         trained_model):
+    from siamface.checkpoint import FORMAT_VERSION, with_preprocessing
+
+    source, target = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_checkpoint(source, trained_model, threshold=0.6, threshold_source="d",
+                    gender_trained=True)
+    rewrite_checkpoint(source, source, lambda m: m.update(format_version=2))
+    gate = {"restore": "dehaze", "weight": [0.0] * 128, "bias": 0.0, "cutoff": 1.0}
+    info = with_preprocessing(source, target, {"chip_restore": [], "embedding_gates": [gate]})
+    assert info.format_version == FORMAT_VERSION
+    assert info.preprocessing["embedding_gates"] == [gate]
+    a, _ = load_checkpoint(source)
+    b, _ = load_checkpoint(target)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from siamface import examples
-from siamface.chip_restore import NOISE_GATE, check_chip_restore, noise_sigma, restore_chip
+from siamface.chip_restore import (
+    NOISE_GATE,
+    EmbeddingGate,
+    apply_gates,
+    check_chip_restore,
+    fit_dehaze_gate,
+    gates_from_preprocessing,
+    noise_sigma,
+    restore_chip,
+)
 from siamface.errors import ConfigError, UnknownNameError
 from siamface.faces import FacePipeline
 from siamface.io import load_image
@@ -108,3 +117,88 @@ def test_trainer_views_are_restored_like_the_chips():
     np.testing.assert_array_equal(off(clean, 7), view(clean, 7))
     with pytest.raises(UnknownNameError, match="chip restoration"):
         config_from_dict({"data": {"chip_restore": ["sharpen"]}})
+
+
+def _gate(cutoff: float = 0.5, restore: str = "dehaze") -> EmbeddingGate:
+    return EmbeddingGate(restore, np.array([1.0, 0.0, 0.0]), 0.0, cutoff)
+
+
+def test_embedding_gate_round_trip_and_validation():
+    gate = _gate(0.25)
+    back = EmbeddingGate.from_dict(gate.to_dict(), embedding_dim=3)
+    assert back.restore == "dehaze" and back.cutoff == 0.25 and back.bias == 0.0
+    np.testing.assert_array_equal(back.weight, gate.weight)
+    np.testing.assert_allclose(back.scores(np.eye(3)), [1.0, 0.0, 0.0])
+    with pytest.raises(UnknownNameError, match="'sharpen'"):
+        EmbeddingGate.from_dict({**gate.to_dict(), "restore": "sharpen"})
+    with pytest.raises(ValueError, match="2 values for 3-d"):
+        EmbeddingGate.from_dict({**gate.to_dict(), "weight": [1.0, 2.0]}, embedding_dim=3)
+    with pytest.raises(ValueError, match="finite"):
+        EmbeddingGate.from_dict({**gate.to_dict(), "cutoff": float("nan")})
+    with pytest.raises(TypeError, match="must be a list"):
+        gates_from_preprocessing({"embedding_gates": gate.to_dict()})
+    assert gates_from_preprocessing({}) == ()
+
+
+def test_gated_faces_are_restored_and_embedded_again():
+    hazy = np.full((3, 8, 8, 3), 200, np.uint8)
+    hazy[:, 2:6, 2:6] = 150  # a low-contrast patch: dehazing stretches it
+    calls = []
+
+    def embed(chips):
+        calls.append(len(chips))
+        return np.full((len(chips), 3), 9.0), np.full((len(chips), 2), 7.0)
+
+    emb = np.array([[0.9, 0, 0], [0.1, 0, 0], [0.8, 0, 0]])
+    logits = np.zeros((3, 2))
+    chips, out, out_logits, restored = apply_gates(embed, hazy, emb, logits, [_gate()],
+                                                   restored=[None, None, "denoise"])
+    # face 0 passes the gate; face 1 does not; face 2 was restored already (denoised)
+    assert restored == ["dehaze", None, "denoise"] and calls == [1]
+    np.testing.assert_array_equal(out[0], [9.0, 9.0, 9.0])
+    np.testing.assert_array_equal(out[1:], emb[1:])
+    np.testing.assert_array_equal(out_logits[1:], logits[1:])
+    assert not np.array_equal(chips[0], hazy[0]) and np.array_equal(chips[1:], hazy[1:])
+    none = apply_gates(embed, hazy, emb, logits, [_gate(cutoff=5.0)])
+    assert none[3] == [None, None, None] and calls == [1]
+
+
+def test_a_fog_gate_fitted_on_lfw_faces_flags_fog_not_clean_faces(lfw_dir):
+    """Fitted on 80 LFW people's faces and measured on 40 others (shipped model)."""
+    import siamface
+    from siamface.augment import distort
+    from siamface.data import load_lfw
+
+    service = siamface.load()
+    people = {}
+    for record in load_lfw(lfw_dir):
+        people.setdefault(record.person_id, record.path)
+    paths = [people[name] for name in sorted(people)[:120]]
+    crops = service.pipeline.crop_batch([load_image(p) for p in paths])
+    chips = np.stack([c.chip for c in crops if c.detected])
+    assert len(chips) >= 110
+
+    def embed(batch):
+        return service._run_chips(batch)[0]
+
+    gate = fit_dehaze_gate(embed, chips[:80], seed=1)
+    test = chips[80:]
+    fogged = np.stack([distort(c, "fog", seed=i, severity=4) for i, c in enumerate(test)])
+    fired_clean = np.mean(gate.scores(embed(test)) > gate.cutoff)
+    fired_fog = np.mean(gate.scores(embed(fogged)) > gate.cutoff)
+    assert fired_clean <= 0.1 and fired_fog >= 0.6, (fired_clean, fired_fog)
+    with pytest.raises(ValueError, match="at least 50 faces"):
+        fit_dehaze_gate(embed, chips[:10])
+
+
+def test_the_shipped_model_dehazes_a_fogged_face():
+    import siamface
+    from siamface.augment import distort
+
+    service = siamface.load()
+    assert [g.restore for g in service.gates] == ["dehaze"]
+    photo = load_image(examples.path("kofi_annan_1"))
+    clean, fogged = service.faces([photo, distort(photo, "fog", seed=0, severity=4)])
+    assert clean.restored is None and fogged.restored == "dehaze"
+    # the verdict is reached on the dehazed face's embedding: the pair still matches
+    assert service.verify(photo, distort(photo, "fog", seed=0, severity=4)).is_match

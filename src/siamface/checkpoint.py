@@ -328,9 +328,19 @@ def load_checkpoint(
             )
         if not torch.isfinite(value).all():
             raise CheckpointError(f"{path}: tensor {key} holds NaN or infinite values")
+    _check_gate_size(path, info, model.embedding_dim)
     model.load_state_dict(tensors, strict=False)
     model.eval()
     return model, info
+
+
+def _check_gate_size(path: Any, info: CheckpointInfo, embedding_dim: int) -> None:
+    from siamface.chip_restore import gates_from_preprocessing
+
+    try:
+        gates_from_preprocessing(info.preprocessing, embedding_dim)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
 
 
 def with_threshold(
@@ -363,7 +373,7 @@ def _copy_with(source: str | os.PathLike, target: str | os.PathLike,
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except SafetensorError as exc:
         raise CheckpointError(f"{source}: corrupt tensor data ({exc})") from exc
-    new = CheckpointInfo(**{**info.__dict__, **changes})
+    new = CheckpointInfo(**{**info.__dict__, "format_version": FORMAT_VERSION, **changes})
     with atomic_path(target) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(new.to_json())})
     return read_checkpoint_info(target)

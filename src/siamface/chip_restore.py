@@ -166,12 +166,13 @@ def apply_gates(
 
 def fit_dehaze_gate(embed: Callable[[np.ndarray], np.ndarray], chips: np.ndarray, *,
                     severities: Sequence[int] = (3, 4), clean_rate: float = GATE_CLEAN_RATE,
-                    seed: int = 0) -> EmbeddingGate:
+                    chip_restore: Sequence[str] = (), seed: int = 0) -> EmbeddingGate:
     """The fog gate of a model whose ``embed(chips)`` gives (N, D) embeddings, fitted on the
     clean chips ``chips`` (faces the model was not trained on, e.g. its validation images):
     a logistic regression of fogged copies (``siamface.augment`` fog at ``severities``) against
-    the clean chips and copies under the other distortion kinds, with the cutoff that flags
-    ``clean_rate`` of the clean chips."""
+    the clean chips and copies under the other distortion kinds (restored by ``chip_restore``
+    as the pipeline restores them), with the cutoff that flags ``clean_rate`` of the clean
+    chips."""
     from sklearn.linear_model import LogisticRegression
 
     from siamface.augment import DISTORTIONS, distort
@@ -188,6 +189,8 @@ def fit_dehaze_gate(embed: Callable[[np.ndarray], np.ndarray], chips: np.ndarray
     other = np.stack([distort(c, others[i % len(others)], seed=int(s[1]),
                               severity=levels[i % len(levels)])
                       for i, (c, s) in enumerate(zip(chips, seeds))])
+    if chip_restore:
+        other = np.stack([restore_chip(c, chip_restore)[0] for c in other])
     clean_e, fog_e, other_e = embed(chips), embed(fog), embed(other)
     x = np.concatenate([clean_e, other_e, fog_e]).astype(np.float64)
     y = np.r_[np.zeros(len(clean_e) + len(other_e)), np.ones(len(fog_e))]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from siamface.checkpoint import read_checkpoint_info
+from siamface.chip_restore import gates_from_preprocessing
 from siamface.detect.cascade import CROPS_PER_CALL, PNET_PIXELS_PER_CALL, Cascade, in_chunks
 from siamface.detect.presence import FacePresence
 from siamface.errors import CheckpointError, ConfigError
@@ -176,6 +177,7 @@ class OnnxFaceService(FaceService):
         self.model = _ExportedModel(spec["embedding_dim"], spec["backbone"])
         self.info = info
         self.regions = info.region_thresholds()
+        self.gates = gates_from_preprocessing(info.preprocessing)
         self.pipeline = pipeline
         self.flip = bool(flip)
         self.device = "cpu"

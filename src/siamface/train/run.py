@@ -499,7 +499,8 @@ def fit_gates(config: TrainConfig, model: SiameseMultiTask, val_chips: np.ndarra
         return run_chips(model, chips, flip=config.model.flip_average, device=device)[0]
 
     return [fit_dehaze_gate(embed, np.asarray(val_chips)[pick],
-                            severities=config.data.distortion_severities, seed=config.run.seed)]
+                            severities=config.data.distortion_severities,
+                            chip_restore=config.data.chip_restore, seed=config.run.seed)]
 
 
 def _save(path: Path, model: SiameseMultiTask, threshold: float, metrics: dict[str, Any],
