@@ -12,7 +12,8 @@ held out for early stopping and the threshold) and writes
 plus the fine-tuned top layer groups, about 5 MB) unless its cross-validated held-out
 verification accuracy is below an earlier stage's, and never a file over 8 MB. The threshold
 is calibrated on flip-averaged embeddings, as ``siamface verify`` then computes them. The
-gender logit's sigmoid is the probability of "female".
+gender logit's sigmoid is the probability of "female". The shipped file then gets its fog gate
+(``scripts/fit_fog_gate.py``).
 """
 
 from __future__ import annotations
@@ -97,6 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     path, info = candidates[chosen]
     with atomic_path(args.asset) as tmp:
         shutil.copyfile(path, tmp)
+    # the fog gate, fitted on held-out people outside View 2 fold 0 (scripts/fit_fog_gate.py)
+    sys.path.insert(0, str(REPO / "scripts"))
+    from fit_fog_gate import main as fit_fog_gate
+
+    if fit_fog_gate(["--lfw", str(args.lfw), "--cache", str(args.cache), "--config",
+                     str(args.config), "--model", str(args.asset), "--out", str(args.asset),
+                     "--val-fraction", str(args.val_fraction)]):
+        return 1
+    info = read_checkpoint_info(args.asset)
     summary = {"shipped": chosen, "asset": str(args.asset), "threshold": info.threshold,
                "stored_groups": info.stored_groups, "metrics": info.metrics,
                "train_images": len(train_ds), "val_images": len(val_ds),
