@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     first = [np.asarray(chips[i]) for i in ia]
     ea = embed(first)
+    gated_first = gated_embed(first)[0] if "gated" in names else None
     clean_b = [np.asarray(chips[i]) for i in ib]
     sigmas = {"clean": [noise_sigma(c) for c in clean_b]}
     print(f"\n{'second chip':12s} {'restoration':12s} {'at model t':>10s} {'best t':>8s}")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             first_e, fired = ea, ""
             if name == "gated":  # as the service embeds faces: both chips, embedding gates too
-                first_e = gated_embed(first)[0]
+                first_e = gated_first
                 eb, by = gated_embed(seconds)
                 fired = f"  fog gate fired on {np.mean([b == 'dehaze' for b in by]):.1%}"
             else:
