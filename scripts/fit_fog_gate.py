@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=ASSET)
     parser.add_argument("--out", type=Path, default=ASSET)
     parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="config override, as train_default.py takes it (e.g. data.chip_restore)")
     args = parser.parse_args(argv)
 
     from siamface.checkpoint import load_checkpoint, with_preprocessing
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from siamface.train.run import GATE_FACES, fit_gates
 
     config = apply_overrides(load_config(args.config), [
-        f"data.root={args.lfw}", "data.layout=lfw", f"data.val_fraction={args.val_fraction}"])
+        f"data.root={args.lfw}", "data.layout=lfw", f"data.val_fraction={args.val_fraction}",
+        *args.overrides])
     dataset, chips, available = lfw_records(args.lfw, args.cache)
     use = np.flatnonzero(available)
     data_all = FaceDataset([dataset[int(i)] for i in use], name="LFW")

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if fit_fog_gate(["--lfw", str(args.lfw), "--cache", str(args.cache), "--config",
                      str(args.config), "--model", str(args.asset), "--out", str(args.asset),
-                     "--val-fraction", str(args.val_fraction)]):
+                     "--val-fraction", str(args.val_fraction),
+                     *(f"--set={o}" for o in args.overrides)]):
         return 1
     info = read_checkpoint_info(args.asset)
     summary = {"shipped": chosen, "asset": str(args.asset), "threshold": info.threshold,
