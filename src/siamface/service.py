@@ -62,8 +62,9 @@ class FaceResult:
     centre crop. When ``no_face`` is set the face is absent (it says why): ``embedding`` and
     ``gender`` are ``None`` and a verification with it has no verdict. ``detected_by`` says
     what found the face: ``"detector"`` (the first pass), a detection retry's name, or None;
-    ``restored`` the chip restoration that changed the chip before it was embedded (e.g.
-    ``"denoise"`` for a noisy face, :mod:`siamface.chip_restore`), or None.
+    ``restored`` the chip restorations that changed the chip before it was embedded (e.g.
+    ``"denoise"`` for a noisy face, :mod:`siamface.chip_restore`; ``"denoise+dehaze"`` when the
+    model's fog gate also fired on the denoised chip), or None.
     """
 
     source: str
@@ -422,7 +423,8 @@ class FaceService:
                 face_score=None if crop.face_score is None else float(crop.face_score),
                 no_face=crop.no_face,
                 detected_by=getattr(crop, "detected_by", None),
-                restored=(gated[row[i]] if present else None) or getattr(crop, "restored", None),
+                restored=_restorations(getattr(crop, "restored", None),
+                                       gated[row[i]] if present else None),
             ))
         return out
 
@@ -618,3 +620,8 @@ def check_device(device: str | torch.device) -> torch.device:
 def load(path: str | os.PathLike | None = None, **kwargs: Any) -> FaceService:
     """Load a model: the shipped default when ``path`` is None. See :meth:`FaceService.load`."""
     return FaceService.load(path, **kwargs)
+
+
+def _restorations(*names: str | None) -> str | None:
+    """The restorations applied to a chip, in order, joined by ``+`` (None when none was)."""
+    return "+".join(n for n in names if n) or None
