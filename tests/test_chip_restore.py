@@ -12,6 +12,7 @@ from siamface.chip_restore import (
     DENOISE_BLUR_PER_LEVEL,
     DENOISE_BLUR_RANGE,
     NOISE_GATE,
+    RAIN_GATE,
     EmbeddingGate,
     apply_gates,
     check_chip_restore,
@@ -19,6 +20,7 @@ from siamface.chip_restore import (
     fit_dehaze_gate,
     gates_from_preprocessing,
     noise_sigma,
+    rain_streaks,
     restore_chip,
 )
 from siamface.errors import ConfigError, UnknownNameError
@@ -77,6 +79,38 @@ def test_denoising_blur_widens_with_the_noise(sigma):
         assert error(out) < error(narrow)
 
 
+def _streaks(image: np.ndarray, angle: float, seed: int = 0) -> np.ndarray:
+    """``image`` with 60 bright streaks 1 px wide and 25 px long at ``angle`` degrees from the
+    vertical."""
+    rng = np.random.default_rng(seed)
+    out = image.copy()
+    dx, dy = 12.5 * np.sin(np.deg2rad(angle)), 12.5 * np.cos(np.deg2rad(angle))
+    for x, y in rng.uniform(20, 130, (60, 2)):
+        cv2.line(out, (round(x - dx), round(y - dy)), (round(x + dx), round(y + dy)),
+                 (235, 235, 235), 1)
+    return out
+
+
+def test_rain_gate_fires_on_falling_streaks_only():
+    clean = _smooth_chip()
+    assert rain_streaks(clean) == 0.0
+    assert restore_chip(clean, ("derain",)) == (clean, None)
+    for angle in (0.0, 8.0):  # rain falls: vertical or a little slanted
+        rainy = _streaks(clean, angle)
+        assert rain_streaks(rainy) > RAIN_GATE
+        out, by = restore_chip(rainy, ("derain",))
+        assert by == "derain"
+        error = lambda chip: np.abs(chip.astype(float) - clean).mean()
+        assert error(out) < 0.3 * error(rainy)
+    # the same streaks lying across (as thin horizontal details of a face do) do not fire it
+    across = _streaks(clean, 90.0)
+    assert rain_streaks(across) < 0 and restore_chip(across, ("derain",)) == (across, None)
+    # the restorations are tried in order and the first that fires is the one applied
+    noisy_rain = _noisy(_streaks(clean, 0.0), 25.0)
+    assert restore_chip(noisy_rain, ("denoise", "derain"))[1] == "denoise"
+    assert restore_chip(noisy_rain, ("derain", "denoise"))[1] == "derain"
+
+
 def test_restoration_names_are_checked():
     assert check_chip_restore(["denoise"]) == ("denoise",)
     with pytest.raises(UnknownNameError, match="unknown chip restoration 'denoize'.*denoise"):
@@ -91,7 +125,7 @@ def test_pipeline_restores_a_noisy_face_after_alignment():
     photo = load_image(examples.path("kofi_annan_1"))
     noisy = _noisy(photo, 30.0, seed=3)
     restoring, plain = FacePipeline(), FacePipeline(chip_restore=())
-    assert restoring.chip_restore == ("denoise",)
+    assert restoring.chip_restore == ("denoise", "derain")
     clean_crop = restoring.crop(photo)
     assert clean_crop.detected and clean_crop.restored is None
     crop, bare = restoring.crop(noisy), plain.crop(noisy)
@@ -101,7 +135,7 @@ def test_pipeline_restores_a_noisy_face_after_alignment():
     np.testing.assert_array_equal(crop.box, bare.box)
     np.testing.assert_array_equal(crop.chip, denoise_chip(bare.chip, noise_sigma(bare.chip)))
     # the restoration is part of what the chips' cache keys describe, absent when off
-    assert restoring.params()["chip_restore"] == ["denoise"]
+    assert restoring.params()["chip_restore"] == ["denoise", "derain"]
     assert "chip_restore" not in plain.params()
 
 
@@ -115,7 +149,7 @@ def test_service_reports_the_restoration():
     import siamface
 
     service = siamface.load()
-    assert service.pipeline.chip_restore == ("denoise",)  # the default for a checkpoint without
+    assert service.pipeline.chip_restore == ("denoise", "derain")  # as its checkpoint records
     photo = load_image(examples.path("kofi_annan_2"))
     clean, noisy = service.faces([photo, _noisy(photo, 30.0, seed=5)])
     # the fog gate may fire on the denoised chip as well; the result then names both, in order

@@ -241,8 +241,8 @@ def test_main_trains_both_stages(facecom, tmp_path, capsys):
     # calibrated on flip-averaged faces (the default), so the service averages too
     assert info.preprocessing["flip_average"] is True and service.flip is True
     # its chips were restored as the service restores them, and the service follows it
-    assert info.preprocessing["chip_restore"] == ["denoise"]
-    assert service.pipeline.chip_restore == ("denoise",)
+    assert info.preprocessing["chip_restore"] == ["denoise", "derain"]
+    assert service.pipeline.chip_restore == ("denoise", "derain")
     face = service.analyze(next((facecom / "Task_B" / "val").glob("*/*.jpg")))[0]
     # the reported probability is the trained head's sigmoid on this face's embedding (the
     # embedding is the backbone feature here: no projection, no normalisation)
