@@ -139,6 +139,21 @@ def test_pipeline_restores_a_noisy_face_after_alignment():
     assert "chip_restore" not in plain.params()
 
 
+@pytest.mark.parametrize("name", ["kofi_annan_1", "kofi_annan_2"])
+def test_pipeline_derains_a_rainy_face(name):
+    from siamface.augment import distort
+
+    photo = load_image(examples.path(name))
+    rainy = distort(photo, "rain", seed=0, severity=4)
+    restoring, plain = FacePipeline(), FacePipeline(chip_restore=())
+    assert restoring.crop(photo).restored is None
+    crop, bare = restoring.crop(rainy), plain.crop(rainy)
+    assert crop.detected and crop.restored == "derain" and rain_streaks(bare.chip) > RAIN_GATE
+    from siamface.detect.restore import derain
+
+    np.testing.assert_array_equal(crop.chip, derain(bare.chip))
+
+
 def test_center_crops_are_restored_too():
     noisy = _noisy(load_image(examples.path("kofi_annan_1")), 30.0, seed=4)
     crop = FacePipeline(crop="center", fallback_policy="always").crop(noisy)
