@@ -62,21 +62,25 @@ def test_restoration_fires_only_above_the_gate():
     assert restore_chip(noisy, ()) == (noisy, None)
 
 
-@pytest.mark.parametrize("sigma", [12.0, 30.0, 60.0])
-def test_denoising_blur_widens_with_the_noise(sigma):
+@pytest.mark.parametrize("sigma, width", [(10.0, 1.5), (26.0, 2.0), (60.0, 3.0)])
+def test_denoising_blur_width_follows_the_noise_estimate(sigma, width):
+    # 1/13 px per grey level, clipped to 1.5-3 px: known answers below, at and above the range
+    assert DENOISE_BLUR_PER_LEVEL == pytest.approx(1 / 13) and DENOISE_BLUR_RANGE == (1.5, 3.0)
+    noisy = _noisy(_smooth_chip(), sigma, seed=1)
+    np.testing.assert_array_equal(denoise_chip(noisy, sigma),
+                                  cv2.GaussianBlur(noisy, (0, 0), width))
+
+
+def test_denoising_removes_noise_and_widens_for_heavy_noise():
     clean = _smooth_chip()
-    noisy = _noisy(clean, sigma, seed=1)
-    estimate = noise_sigma(noisy)
-    width = min(max(estimate * DENOISE_BLUR_PER_LEVEL, DENOISE_BLUR_RANGE[0]), DENOISE_BLUR_RANGE[1])
-    out = denoise_chip(noisy, estimate)
-    np.testing.assert_array_equal(out, cv2.GaussianBlur(noisy, (0, 0), width))
-    # the blur takes out most of the added noise: what is left is well under the gate's level
-    # for mild noise, and at least halves the error for heavy noise
     error = lambda chip: np.abs(chip.astype(float) - clean).mean()
-    assert error(out) < 0.5 * error(noisy)
-    narrow = cv2.GaussianBlur(noisy, (0, 0), DENOISE_BLUR_RANGE[0])
-    if sigma >= 40:  # heavy noise: the wider blur does better than the narrowest one
-        assert error(out) < error(narrow)
+    for sigma in (12.0, 30.0, 60.0):
+        noisy = _noisy(clean, sigma, seed=1)
+        assert error(denoise_chip(noisy, noise_sigma(noisy))) < 0.5 * error(noisy)
+    # under heavy noise the wider blur the estimate asks for beats the narrowest one
+    heavy = _noisy(clean, 60.0, seed=1)
+    assert (error(denoise_chip(heavy, noise_sigma(heavy)))
+            < error(cv2.GaussianBlur(heavy, (0, 0), DENOISE_BLUR_RANGE[0])))
 
 
 def _streaks(image: np.ndarray, angle: float, seed: int = 0) -> np.ndarray:

@@ -23,7 +23,8 @@ Every crop records ``face_score``: the detector's score for a detected face, the
 check's for a fallback or centre crop.
 
 ``chip_restore`` (default ``siamface.chip_restore.DEFAULT_CHIP_RESTORE``) restores a chip a
-gate finds damaged (a noisy one: a Gaussian blur as wide as the noise is strong; a rainy one: a grey opening) before anyone embeds it; ``restored`` says so.
+gate finds damaged (a noisy one: a Gaussian blur as wide as the noise is strong; a rainy
+one: a grey opening) before anyone embeds it; ``restored`` says so.
 
 Selection rules (which face :meth:`FacePipeline.crop` keeps when there are several):
     ``largest``  the largest box.
