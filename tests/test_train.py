@@ -354,6 +354,33 @@ def test_pair_sampler_draws_valid_balanced_pairs():
         PairSampler(np.array([0, 1, 2]))
 
 
+def test_same_image_pairs_pair_two_views_of_one_image():
+    from siamface.data import PairSampler
+    from siamface.train.loop import StageInputs, _epoch_pairs
+
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 3])
+    empty = torch.zeros(0)
+
+    def inputs(share: float) -> StageInputs:
+        return StageInputs(torch.zeros(len(labels), 4, 3), empty, torch.from_numpy(labels),
+                           PairSampler(labels), 4000, empty, empty, empty, empty, empty,
+                           empty, same_image_share=share)
+
+    off = _epoch_pairs(inputs(0.0), seed=3, stage_index=1, epoch=2)
+    a, b, same, va, vb = _epoch_pairs(inputs(0.25), seed=3, stage_index=1, epoch=2)
+    # the pair and view draws are those of share 0; only the chosen genuine pairs change
+    assert all(np.array_equal(x, y) for x, y in zip((a, same, va), (off[0], off[2], off[3])))
+    one_image = a == b
+    assert not (one_image & (same == 0)).any()
+    assert 0.2 < one_image.sum() / (same > 0).sum() < 0.3
+    assert (va[one_image] != vb[one_image]).all()
+    assert np.array_equal(b[~one_image], off[1][~one_image])
+    assert np.array_equal(vb[~one_image], off[4][~one_image])
+    assert (labels[a[same > 0]] == labels[b[same > 0]]).all()
+    with pytest.raises(ConfigError, match="same_image_pairs"):
+        apply_overrides(TrainConfig(), ["data.same_image_pairs=1.5"])
+
+
 def test_no_gender_labels_means_no_trained_gender_head(lfw_dir, tmp_path):
     from siamface.checkpoint import read_checkpoint_info
     from siamface.cli.main import main

@@ -70,6 +70,9 @@ class DataConfig:
         kind at one of ``distortion_severities`` per image), so early stopping and the
         calibrated threshold hold for distorted photos too (the validation gender figures
         then count the copies as well); 0 validates on clean pairs only.
+    same_image_pairs: the share of genuine training pairs that pair two different cached
+        views of one image (e.g. a clean view with a distorted one), so the loss sees the
+        distortion itself as the only difference; 0 pairs different images only.
     chip_restore: the chip restorations (``siamface.chip_restore``) of every chip, the cached
         ones and the augmented and distorted views alike, as the trained model will be used;
         the checkpoint records them.
@@ -94,6 +97,7 @@ class DataConfig:
     augment: str = "standard"
     distortion_severities: tuple[int, ...] = (3, 4)
     val_distorted: float = 0.0
+    same_image_pairs: float = 0.0
     chip_restore: tuple[str, ...] = DEFAULT_CHIP_RESTORE
     fog_gate: bool = True
     cache_dir: str | None = None
@@ -118,6 +122,9 @@ class DataConfig:
                               f"{list(self.distortion_severities)}")
         if not 0.0 <= self.val_distorted <= 1.0:
             raise ConfigError(f"data.val_distorted must be in [0, 1], got {self.val_distorted}")
+        if not 0.0 <= self.same_image_pairs <= 1.0:
+            raise ConfigError("data.same_image_pairs must be in [0, 1], got "
+                              f"{self.same_image_pairs}")
         check_chip_restore(self.chip_restore)
 
 

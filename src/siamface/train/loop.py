@@ -34,7 +34,8 @@ EVAL_CHUNK_PAIRS = 512
 class StageInputs:
     """Cached inputs of one stage: training activations (N, V, ...) with gender and person
     labels and the training pair draw; validation activations (M, V, ...) with labels and
-    fixed validation pairs (a, b, same)."""
+    fixed validation pairs (a, b, same). ``same_image_share`` of the genuine training pairs
+    pair two different views of one image."""
 
     train_x: torch.Tensor
     train_gender: torch.Tensor
@@ -47,6 +48,7 @@ class StageInputs:
     val_a: torch.Tensor
     val_b: torch.Tensor
     val_same: torch.Tensor
+    same_image_share: float = 0.0
 
 
 @dataclass
@@ -93,7 +95,14 @@ def _epoch_pairs(inputs: StageInputs, seed: int, stage_index: int, epoch: int
     rng = np.random.default_rng(epoch_seed(seed, stage_index, epoch))
     a, b, same = inputs.sampler.draw(inputs.pairs_per_epoch, rng)
     views = inputs.train_x.shape[1]
-    return a, b, same, rng.integers(views, size=a.size), rng.integers(views, size=a.size)
+    va, vb = rng.integers(views, size=a.size), rng.integers(views, size=a.size)
+    if inputs.same_image_share > 0 and views > 1:  # draws nothing more otherwise
+        rows = np.flatnonzero((same > 0) & (rng.random(a.size) < inputs.same_image_share))
+        b = b.copy()
+        vb = vb.copy()
+        b[rows] = a[rows]
+        vb[rows] = (va[rows] + rng.integers(1, views, size=rows.size)) % views
+    return a, b, same, va, vb
 
 
 def train_epoch(top: TopModel, module: nn.Module, loss_fn: MultiTaskLoss,

@@ -142,6 +142,7 @@ def _stage_inputs(acts: torch.Tensor, val_acts: torch.Tensor, data: TrainData,
         val_a=torch.tensor([p.a for p in val_pairs], dtype=torch.long),
         val_b=torch.from_numpy(b),
         val_same=torch.tensor([float(p.same) for p in val_pairs]),
+        same_image_share=config.data.same_image_pairs,
     )
 
 
