@@ -377,8 +377,29 @@ def test_same_image_pairs_pair_two_views_of_one_image():
     assert np.array_equal(b[~one_image], off[1][~one_image])
     assert np.array_equal(vb[~one_image], off[4][~one_image])
     assert (labels[a[same > 0]] == labels[b[same > 0]]).all()
-    with pytest.raises(ConfigError, match="same_image_pairs"):
+    with pytest.raises(ConfigError, match="same_image_pairs must be in"):
         apply_overrides(TrainConfig(), ["data.same_image_pairs=1.5"])
+    with pytest.raises(ConfigError, match="at least two views"):
+        apply_overrides(TrainConfig(), ["data.views=[orig]", "data.same_image_pairs=0.5"])
+
+
+def test_same_image_pairs_reach_the_trainer(facecom, tmp_path, capsys):
+    import json
+
+    from siamface.cli.main import main
+
+    def first_epoch(share: float, run: str = "") -> dict:
+        out = tmp_path / f"share{share}{run}"
+        rc = main(["train", "--config", TINY, "--data", str(facecom), "--out", str(out),
+                   "--set", "stage2.enabled=false", "--set", "stage1.epochs=1",
+                   "--set", f"data.same_image_pairs={share}", "--no-progress"])
+        assert rc == 0, capsys.readouterr().err
+        return json.loads((out / "metrics.json").read_text())[0]
+
+    plain = first_epoch(0.0)
+    # a rerun repeats the losses exactly, so a difference comes from the option alone
+    assert first_epoch(0.0, "again")["train_verification"] == plain["train_verification"]
+    assert first_epoch(1.0)["train_verification"] != pytest.approx(plain["train_verification"])
 
 
 def test_no_gender_labels_means_no_trained_gender_head(lfw_dir, tmp_path):

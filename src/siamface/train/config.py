@@ -125,6 +125,9 @@ class DataConfig:
         if not 0.0 <= self.same_image_pairs <= 1.0:
             raise ConfigError("data.same_image_pairs must be in [0, 1], got "
                               f"{self.same_image_pairs}")
+        if self.same_image_pairs > 0 and len(self.views) + self.augment_views < 2:
+            raise ConfigError("data.same_image_pairs needs at least two views per image "
+                              "(data.views or data.augment_views)")
         check_chip_restore(self.chip_restore)
 
 

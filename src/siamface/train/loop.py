@@ -96,10 +96,8 @@ def _epoch_pairs(inputs: StageInputs, seed: int, stage_index: int, epoch: int
     a, b, same = inputs.sampler.draw(inputs.pairs_per_epoch, rng)
     views = inputs.train_x.shape[1]
     va, vb = rng.integers(views, size=a.size), rng.integers(views, size=a.size)
-    if inputs.same_image_share > 0 and views > 1:  # draws nothing more otherwise
+    if inputs.same_image_share > 0:  # draws nothing more otherwise
         rows = np.flatnonzero((same > 0) & (rng.random(a.size) < inputs.same_image_share))
-        b = b.copy()
-        vb = vb.copy()
         b[rows] = a[rows]
         vb[rows] = (va[rows] + rng.integers(1, views, size=rows.size)) % views
     return a, b, same, va, vb
